@@ -1,0 +1,1 @@
+"""The HTTP service: admin, login, the WebSocket ticket API and health endpoints."""

@@ -1,0 +1,58 @@
+"""``/healthz`` and ``/readyz`` for the web service.
+
+Answered by the first middleware in the stack, before host validation,
+sessions and authentication: an orchestrator probes by pod IP (not in
+ALLOWED_HOSTS), and liveness must not touch the database.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from shared.health import check_database, check_redis, run_checks
+from web_service.dual_mode import DualModeMiddleware
+
+LIVENESS_PATH = "/healthz"
+READINESS_PATH = "/readyz"
+
+
+async def health_response(path: str) -> JsonResponse:
+    """The response for a probe path; liveness makes no external calls."""
+    if path == LIVENESS_PATH:
+        body: dict[str, Any] = {"status": "ok"}
+        status = 200
+    else:
+        ok, body = await run_checks({"database": check_database, "redis": check_redis})
+        status = 200 if ok else 503
+    response = JsonResponse(body, status=status)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _probe_path(request: HttpRequest) -> str | None:
+    path = request.path_info.rstrip("/") or "/"
+    if path in (LIVENESS_PATH, READINESS_PATH) and request.method in ("GET", "HEAD"):
+        return path
+    return None
+
+
+class HealthCheckMiddleware(DualModeMiddleware):
+    """Answers the probe paths; passes every other request on."""
+
+    def handle(self, request: HttpRequest) -> HttpResponse:
+        path = _probe_path(request)
+        if path is not None:
+            probe: HttpResponse = async_to_sync(health_response)(path)
+            return probe
+        response: HttpResponse = self.get_response(request)
+        return response
+
+    async def ahandle(self, request: HttpRequest) -> HttpResponse:
+        path = _probe_path(request)
+        if path is not None:
+            return await health_response(path)
+        response: HttpResponse = await self.get_response(request)
+        return response

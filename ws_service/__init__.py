@@ -1,0 +1,1 @@
+"""The WebSocket-only ASGI service: /ws/ plus /healthz and /readyz."""

@@ -1,0 +1,21 @@
+"""The ws service's ASGI application. Import only after Django is set up."""
+
+from __future__ import annotations
+
+from channels.routing import ProtocolTypeRouter
+
+from ws_service.auth import TicketOrSessionAuthMiddleware
+from ws_service.connection_context import ConnectionContextMiddleware
+from ws_service.http import health_app
+from ws_service.origin import OriginValidator
+from ws_service.routing import websocket_router
+
+
+def build_application() -> ProtocolTypeRouter:
+    """HTTP: health only. WebSocket: origin check, connection id, auth, routes."""
+    return ProtocolTypeRouter(
+        {
+            "http": health_app,
+            "websocket": OriginValidator(ConnectionContextMiddleware(TicketOrSessionAuthMiddleware(websocket_router))),
+        }
+    )

@@ -1,0 +1,123 @@
+"""WebSocket authentication: Django session cookie or one-time ticket.
+
+Credentials are read from the scope (cheap, synchronous), then resolved in a
+single ``database_sync_to_async`` call: a ticket is redeemed and its user
+loaded, or the session is loaded and its user checked exactly as Django's
+``auth.get_user`` does (session hash, so a password change logs the socket
+out on its next connect). The resolved user goes into ``scope["user"]`` and
+into the current-user ContextVar for the whole life of the connection.
+
+An explicit ticket wins over the cookie: a bad ticket is refused even when a
+valid session cookie is present, so a client always learns that its ticket
+failed. The ws service never writes sessions, so it cannot fixate one.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from importlib import import_module
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.contrib import auth
+from django.contrib.auth.models import AnonymousUser
+from django.db import DatabaseError
+from django.http.cookie import parse_cookie
+
+from shared.current_user import UserLike, use_current_user
+from shared.tickets import redeem_ticket
+from ws_service.asgi_types import ASGIApp, Receive, Scope, Send, header
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
+
+logger = logging.getLogger("ws.auth")
+
+TICKET_PARAMETER = "ticket"
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What a handshake offers to authenticate with."""
+
+    ticket: str | None
+    session_key: str | None
+
+
+def credentials_from_scope(scope: Scope) -> Credentials:
+    """The ``?ticket=`` query parameter and the session cookie of a handshake."""
+    query = parse_qs(bytes(scope.get("query_string", b"")).decode("latin-1"))
+    tickets = query.get(TICKET_PARAMETER)
+    cookie_header = header(scope, b"cookie")
+    cookies = parse_cookie(cookie_header) if cookie_header else {}
+    return Credentials(
+        ticket=tickets[0] if tickets else None,
+        session_key=cookies.get(settings.SESSION_COOKIE_NAME) or None,
+    )
+
+
+class _SessionOnlyRequest:
+    """What ``django.contrib.auth.get_user`` needs of a request: its session."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+
+
+def _user_from_ticket(ticket: str) -> UserLike:
+    user_id = redeem_ticket(ticket)
+    if user_id is None:
+        return AnonymousUser()
+    user_model = auth.get_user_model()
+    user = user_model._default_manager.filter(pk=user_id).first()
+    if user is None or not getattr(user, "is_active", True):
+        return AnonymousUser()
+    return cast("UserLike", user)
+
+
+def _user_from_session(session_key: str) -> UserLike:
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    request = cast("HttpRequest", _SessionOnlyRequest(store))
+    return cast("UserLike", auth.get_user(request))
+
+
+def _resolve_user(credentials: Credentials) -> UserLike:
+    if credentials.ticket is not None:
+        return _user_from_ticket(credentials.ticket)
+    if credentials.session_key is not None:
+        return _user_from_session(credentials.session_key)
+    return AnonymousUser()
+
+
+async def resolve_user(credentials: Credentials) -> UserLike:
+    """The user the credentials prove, or ``AnonymousUser`` (one thread hop)."""
+    user: UserLike = await database_sync_to_async(_resolve_user)(credentials)
+    return user
+
+
+class TicketOrSessionAuthMiddleware:
+    """Puts the authenticated user in ``scope["user"]`` and the ContextVar.
+
+    When the database cannot be reached, ``scope["auth_unavailable"]`` is set
+    and the user is anonymous; the consumer then closes with 1013 (try again
+    later) instead of 4401, so clients retry rather than log in again.
+    """
+
+    def __init__(self, inner: ASGIApp) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await self.inner(scope, receive, send)
+            return
+        credentials = credentials_from_scope(scope)
+        unavailable = False
+        try:
+            user = await resolve_user(credentials)
+        except DatabaseError as exc:
+            logger.error("authentication unavailable: database error: %s", exc)
+            user, unavailable = AnonymousUser(), True
+        with use_current_user(user):
+            await self.inner(dict(scope, user=user, auth_unavailable=unavailable), receive, send)

@@ -1,0 +1,55 @@
+"""The /ws/ wire protocol: frame parsing, error codes and close codes.
+
+Every frame is a JSON text frame holding an object with a string ``type``.
+Client mistakes produce an error frame and leave the connection open.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+# Close codes (RFC 6455 private range 4000-4999 for application codes).
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_TRY_AGAIN_LATER = 1013
+
+
+class ErrorCode(StrEnum):
+    """The ``code`` of an error frame."""
+
+    BAD_JSON = "bad_json"
+    BAD_MESSAGE = "bad_message"
+    UNKNOWN_TYPE = "unknown_type"
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolError(Exception):
+    """A client mistake, reported to the client as an error frame."""
+
+    code: ErrorCode
+    detail: str
+
+    def frame(self) -> dict[str, Any]:
+        return {"type": "error", "code": str(self.code), "detail": self.detail}
+
+
+def parse_frame(text_data: str | None, bytes_data: bytes | None) -> dict[str, Any]:
+    """The message object of a frame; raises :class:`ProtocolError` on a bad one."""
+    if text_data is None:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "binary frames are not supported: send JSON text frames")
+    try:
+        message = json.loads(text_data)
+    except (ValueError, RecursionError):
+        raise ProtocolError(ErrorCode.BAD_JSON, "the frame is not valid JSON") from None
+    if not isinstance(message, dict):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "a message must be a JSON object")
+    if not isinstance(message.get("type"), str):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, 'a message needs a string "type"')
+    return message
+
+
+def encode(message: dict[str, Any]) -> str:
+    """A compact JSON text frame."""
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
