@@ -1,0 +1,105 @@
+"""Session fixtures: real PostgreSQL and Redis, and the settings pointed at them.
+
+pytest-django imports the settings before any fixture runs (with the test
+values from pyproject's ``env``), so once the servers are up the fixtures
+patch the database and Redis settings in place and export the same URLs for
+the Daphne processes the integration tests start.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import dj_database_url
+import pytest
+from channels.layers import channel_layers
+from django.conf import settings
+from django.core.management import call_command
+from pytest_django import DjangoDbBlocker
+
+from shared.channel_layer import channel_layers_config
+from tests.support.servers import DaphneServer, PostgresServer, RedisServer
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    server.init()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.destroy()
+
+
+def point_channel_layer_at(redis_url: str) -> None:
+    """Rebuild CHANNEL_LAYERS for ``redis_url`` and drop cached layer instances."""
+    settings.REDIS_URL = redis_url
+    settings.CHANNEL_LAYERS = channel_layers_config(
+        redis_url,
+        prefix=settings.CHANNEL_LAYER_PREFIX,
+        capacity=settings.CHANNEL_LAYER_CAPACITY,
+        expiry=settings.CHANNEL_LAYER_EXPIRY,
+        pool=settings.REDIS_POOL,
+    )
+    channel_layers.backends = {}
+
+
+@pytest.fixture(scope="session")
+def service_env(postgres_server: PostgresServer, redis_server: RedisServer) -> dict[str, str]:
+    """Settings patched for the test servers; the environment for service processes."""
+    parsed = dj_database_url.parse(postgres_server.url)
+    default = settings.DATABASES["default"]
+    for key in ("NAME", "USER", "PASSWORD", "HOST", "PORT"):
+        default[key] = parsed[key]  # type: ignore[literal-required]
+    point_channel_layer_at(redis_server.url)
+    env = dict(os.environ, DATABASE_URL=postgres_server.url, REDIS_URL=redis_server.url)
+    env["DJANGO_SETTINGS_MODULE"] = "shared.settings"
+    os.environ["DATABASE_URL"] = postgres_server.url
+    os.environ["REDIS_URL"] = redis_server.url
+    return env
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(service_env: dict[str, str], django_db_blocker: DjangoDbBlocker) -> None:
+    """Migrate the throwaway cluster's database itself (no test_ copy needed)."""
+    with django_db_blocker.unblock():
+        call_command("migrate", verbosity=0, interactive=False)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer() -> Iterator[None]:
+    """channels-redis pools belong to one event loop; each test gets its own loop."""
+    channel_layers.backends = {}
+    yield
+    channel_layers.backends = {}
+
+
+@pytest.fixture(scope="session")
+def logs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("service-logs")
+
+
+@pytest.fixture(scope="session")
+def ws_server(service_env: dict[str, str], django_db_setup: None, logs_dir: Path) -> Iterator[DaphneServer]:
+    """The ws service under a real Daphne."""
+    server = DaphneServer("ws_service.asgi:application", service_env, logs_dir / "ws.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def web_server(service_env: dict[str, str], django_db_setup: None, logs_dir: Path) -> Iterator[DaphneServer]:
+    """The web service under a real Daphne."""
+    server = DaphneServer("web_service.asgi:application", service_env, logs_dir / "web.log")
+    server.start()
+    yield server
+    server.stop()

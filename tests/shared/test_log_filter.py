@@ -1,0 +1,46 @@
+"""Every log record carries the user id and the request/connection id."""
+
+from __future__ import annotations
+
+import logging
+
+from django.contrib.auth.models import User
+
+from shared.current_user import use_current_user
+from shared.log_context import use_context_id
+from shared.log_filters import RequestContextFilter
+
+
+def _record() -> logging.LogRecord:
+    return logging.LogRecord("t", logging.INFO, __file__, 1, "hello", None, None)
+
+
+def test_fields_from_the_context() -> None:
+    record = _record()
+    with use_current_user(User(pk=7, username="u")), use_context_id("conn-1"):
+        assert RequestContextFilter().filter(record)
+    assert record.user_id == 7
+    assert record.context_id == "conn-1"
+
+
+def test_placeholders_outside_a_request() -> None:
+    record = _record()
+    RequestContextFilter().filter(record)
+    assert record.user_id == "-"
+    assert record.context_id == "-"
+
+
+def test_configured_on_the_console_handler() -> None:
+    handler = logging.getLogger().handlers[0]
+    assert any(isinstance(f, RequestContextFilter) for f in handler.filters)
+    formatted = handler.format(_record_through(handler))
+    assert "user=-" in formatted
+    assert "ctx=-" in formatted
+
+
+def _record_through(handler: logging.Handler) -> logging.LogRecord:
+    record = _record()
+    for log_filter in handler.filters:
+        assert isinstance(log_filter, logging.Filter)
+        log_filter.filter(record)
+    return record
