@@ -52,6 +52,16 @@ def point_channel_layer_at(redis_url: str) -> None:
     channel_layers.backends = {}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def static_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Static files collected as the web image does, so WhiteNoise serves real files."""
+    root = tmp_path_factory.mktemp("static")
+    settings.STATIC_ROOT = root
+    call_command("collectstatic", interactive=False, verbosity=0)
+    os.environ["DJANGO_STATIC_ROOT"] = str(root)
+    return root
+
+
 @pytest.fixture(scope="session")
 def service_env(postgres_server: PostgresServer, redis_server: RedisServer) -> dict[str, str]:
     """Settings patched for the test servers; the environment for service processes."""

@@ -7,8 +7,6 @@ from typing import Any
 
 from channels.testing import WebsocketCommunicator
 
-from ws_service.asgi import application
-
 ALLOWED_ORIGIN = "http://localhost:8000"
 
 
@@ -19,6 +17,8 @@ def ws_communicator(
     ticket: str | None = None,
     path: str = "/ws/",
 ) -> WebsocketCommunicator:
+    from ws_service.asgi import application  # imported late: it sets Django up
+
     headers: list[tuple[bytes, bytes]] = [(b"host", b"localhost:8000")]
     if origin is not None:
         headers.append((b"origin", origin.encode()))

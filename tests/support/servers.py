@@ -184,7 +184,9 @@ class DaphneServer:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        raise TimeoutError(f"daphne for {self.application} did not answer /healthz: {self.log_path.read_text()[-3000:]}")
+        raise TimeoutError(
+            f"daphne for {self.application} did not answer /healthz: {self.log_path.read_text()[-3000:]}"
+        )
 
     def stop(self) -> None:
         if self.process is not None:

@@ -1,0 +1,58 @@
+"""ws_service.asgi sets Django up before importing anything that needs it."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ASGI_FILE = Path(__file__).resolve().parents[2] / "ws_service" / "asgi.py"
+ALLOWED_BEFORE_SETUP = {"os", "django.core.asgi"}
+
+
+def test_imports_in_a_fresh_interpreter() -> None:
+    # Only what start-up requires: the settings module, and the secret key that
+    # production settings insist on (see test_settings). No database or Redis.
+    env = {
+        "PATH": os.environ["PATH"],
+        "DJANGO_SETTINGS_MODULE": "shared.settings",
+        "DJANGO_SECRET_KEY": "import-order-test",
+    }
+    code = "import ws_service.asgi as m; print(type(m.application).__name__)"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=ASGI_FILE.parents[1],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ProtocolTypeRouter"
+
+
+def _imported_modules(node: ast.stmt) -> set[str]:
+    if isinstance(node, ast.Import):
+        return {alias.name for alias in node.names}
+    if isinstance(node, ast.ImportFrom):
+        return {node.module or ""}
+    return set()
+
+
+def _calls_get_asgi_application(node: ast.stmt) -> bool:
+    return any(
+        isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "get_asgi_application"
+        for call in ast.walk(node)
+    )
+
+
+def test_get_asgi_application_runs_before_any_project_import() -> None:
+    body = ast.parse(ASGI_FILE.read_text()).body
+    setup_index = next(i for i, node in enumerate(body) if _calls_get_asgi_application(node))
+    before = set().union(*(_imported_modules(node) for node in body[:setup_index]))
+    after = set().union(*(_imported_modules(node) for node in body[setup_index:]))
+    assert before <= ALLOWED_BEFORE_SETUP, f"imported before get_asgi_application(): {before - ALLOWED_BEFORE_SETUP}"
+    assert any(module.startswith("ws_service") for module in after)
