@@ -1,0 +1,59 @@
+# The ws service: the WebSocket-only Channels application over Daphne on
+# 0.0.0.0:8001 (/ws/, plus /healthz and /readyz over HTTP).
+# Build: docker build -f Dockerfile.ws .
+# Same dependencies as Dockerfile.web: uv.lock has one dependency set and
+# nothing in it is specific to either service (docs/containers.md).
+
+# ---------------------------------------------------------------------------
+# Build stage: the locked dependencies in /opt/venv, nothing else.
+# ---------------------------------------------------------------------------
+FROM python:3.13-slim AS build
+
+RUN pip install --no-cache-dir uv==0.13.9
+
+# /usr/local/bin/python3 is the image's own interpreter in the official image
+# and in the local stand-in alike; uv must never download another one.
+ENV UV_PROJECT_ENVIRONMENT=/opt/venv \
+    UV_PYTHON=/usr/local/bin/python3 \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_LINK_MODE=copy \
+    UV_COMPILE_BYTECODE=1
+
+WORKDIR /src
+COPY pyproject.toml uv.lock .python-version ./
+# --locked fails the build when uv.lock is out of date with pyproject.toml;
+# --no-install-project: the code is copied into the run stage, not installed.
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --locked --no-dev --no-install-project
+
+# ---------------------------------------------------------------------------
+# Run stage: the environment, the code, an unprivileged user.
+# ---------------------------------------------------------------------------
+FROM python:3.13-slim AS run
+
+RUN groupadd --system --gid 10001 app \
+ && useradd --system --uid 10001 --gid app --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin app
+
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    DJANGO_SETTINGS_MODULE=shared.settings
+
+WORKDIR /app
+COPY --from=build /opt/venv /opt/venv
+COPY shared/ shared/
+COPY web_service/ web_service/
+COPY ws_service/ ws_service/
+# ws_service.asgi builds Django's HTTP handler too, whose WhiteNoise middleware
+# warns at start when STATIC_ROOT is missing; the ws service serves no static
+# files, so an empty directory is all it needs.
+RUN python -m compileall -q shared web_service ws_service \
+ && mkdir staticfiles
+
+USER 10001:10001
+EXPOSE 8001
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-m", "shared.probe", "http://127.0.0.1:8001/healthz"]
+# --proxy-headers: client address and scheme from X-Forwarded-For/-Proto,
+# which the compose proxy always sets itself (the port is not published).
+CMD ["daphne", "--bind", "0.0.0.0", "--port", "8001", "--proxy-headers", "ws_service.asgi:application"]
