@@ -68,7 +68,7 @@ def service_env(postgres_server: PostgresServer, redis_server: RedisServer) -> d
     parsed = dj_database_url.parse(postgres_server.url)
     default = settings.DATABASES["default"]
     for key in ("NAME", "USER", "PASSWORD", "HOST", "PORT"):
-        default[key] = parsed[key]  # type: ignore[literal-required]
+        default[key] = parsed[key]
     point_channel_layer_at(redis_server.url)
     env = dict(os.environ, DATABASE_URL=postgres_server.url, REDIS_URL=redis_server.url)
     env["DJANGO_SETTINGS_MODULE"] = "shared.settings"
@@ -100,7 +100,7 @@ def logs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def ws_server(service_env: dict[str, str], django_db_setup: None, logs_dir: Path) -> Iterator[DaphneServer]:
     """The ws service under a real Daphne."""
-    server = DaphneServer("ws_service.asgi:application", service_env, logs_dir / "ws.log")
+    server = DaphneServer.ws(service_env, logs_dir / "ws.log")
     server.start()
     yield server
     server.stop()
@@ -109,7 +109,7 @@ def ws_server(service_env: dict[str, str], django_db_setup: None, logs_dir: Path
 @pytest.fixture(scope="session")
 def web_server(service_env: dict[str, str], django_db_setup: None, logs_dir: Path) -> Iterator[DaphneServer]:
     """The web service under a real Daphne."""
-    server = DaphneServer("web_service.asgi:application", service_env, logs_dir / "web.log")
+    server = DaphneServer.web(service_env, logs_dir / "web.log")
     server.start()
     yield server
     server.stop()

@@ -29,8 +29,8 @@ def ws_communicator(
     return WebsocketCommunicator(application, path, headers=headers)
 
 
-async def receive_message(communicator: WebsocketCommunicator, timeout: float = 3) -> dict[str, Any]:
-    raw = await communicator.receive_from(timeout)
+async def receive_message(communicator: WebsocketCommunicator, wait: float = 3) -> dict[str, Any]:
+    raw = await communicator.receive_from(wait)
     message: dict[str, Any] = json.loads(raw)
     return message
 

@@ -153,14 +153,27 @@ class RedisServer:
 
 
 class DaphneServer:
-    """A real Daphne process serving one of the project's ASGI applications."""
+    """A real server process for one of the services, on a free loopback port."""
 
-    def __init__(self, application: str, env: Mapping[str, str], log_path: Path) -> None:
-        self.application = application
-        self.env = dict(env)
+    def __init__(self, name: str, command: Sequence[str], env: Mapping[str, str], log_path: Path) -> None:
+        """``command`` may contain ``{port}``; it is filled in with the chosen port."""
+        self.name = name
         self.port = free_port()
+        self.command = [part.format(port=self.port) for part in command]
+        self.env = {key: value.format(port=self.port) for key, value in env.items()}
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def web(cls, env: Mapping[str, str], log_path: Path) -> DaphneServer:
+        """The web service, as Dockerfile.web runs it."""
+        command = [sys.executable, "-m", "daphne", "-b", HOST, "-p", "{port}", "web_service.asgi:application"]
+        return cls("web", command, env, log_path)
+
+    @classmethod
+    def ws(cls, env: Mapping[str, str], log_path: Path) -> DaphneServer:
+        """The ws service through its real launcher (``python -m ws_service``)."""
+        return cls("ws", [sys.executable, "-m", "ws_service"], {**env, "WS_BIND": HOST, "WS_PORT": "{port}"}, log_path)
 
     @property
     def http_url(self) -> str:
@@ -171,22 +184,19 @@ class DaphneServer:
         return f"ws://{HOST}:{self.port}"
 
     def start(self) -> None:
-        command = [sys.executable, "-m", "daphne", "-b", HOST, "-p", str(self.port), self.application]
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"daphne exited: {self.log_path.read_text()[-3000:]}")
+                raise RuntimeError(f"{self.name} exited: {self.log_path.read_text()[-3000:]}")
             try:
                 if httpx.get(f"{self.http_url}/healthz", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        raise TimeoutError(
-            f"daphne for {self.application} did not answer /healthz: {self.log_path.read_text()[-3000:]}"
-        )
+        raise TimeoutError(f"{self.name} did not answer /healthz: {self.log_path.read_text()[-3000:]}")
 
     def stop(self) -> None:
         if self.process is not None:

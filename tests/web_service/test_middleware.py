@@ -10,7 +10,9 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import httpx
 import pytest
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import connections
 from django.test import AsyncClient, Client, override_settings
 
@@ -46,9 +48,7 @@ async def test_downstream_middleware_reads_the_user_under_asgi() -> None:
     assert get_current_user() is None  # reset after the request
 
 
-async def make_user_async(username: str) -> object:
-    from asgiref.sync import sync_to_async
-
+async def make_user_async(username: str) -> User:
     return await sync_to_async(make_user)(username)
 
 
@@ -83,7 +83,7 @@ def test_access_log_has_user_and_request_id_but_no_query_string(caplog: pytest.L
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's signature
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 

@@ -26,7 +26,7 @@ async def _welcome_user(session_key: str | None = None, ticket: str | None = Non
     welcome = await receive_message(communicator)
     assert welcome["type"] == "welcome", welcome
     await communicator.disconnect()
-    user: dict[str, object] = welcome["user"]  # type: ignore[assignment]
+    user: dict[str, object] = welcome["user"]
     return user
 
 

@@ -109,7 +109,7 @@ async def test_concurrent_connections_each_see_only_their_own_user() -> None:
         await communicator.connect()
         welcome = await receive_message(communicator)
         await send_message(communicator, {"type": "whoami"})
-        reply = await receive_message(communicator, timeout=10)
+        reply = await receive_message(communicator, wait=10)
         await communicator.disconnect()
         return welcome["user"]["id"], reply["user"]["id"]
 
