@@ -54,6 +54,7 @@ USER 10001:10001
 EXPOSE 8001
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-m", "shared.probe", "http://127.0.0.1:8001/healthz"]
-# --proxy-headers: client address and scheme from X-Forwarded-For/-Proto,
-# which the compose proxy always sets itself (the port is not published).
-CMD ["daphne", "--bind", "0.0.0.0", "--port", "8001", "--proxy-headers", "ws_service.asgi:application"]
+# The ws launcher: Daphne for ws_service.asgi:application on 0.0.0.0:8001,
+# in this process (signals reach Daphne directly), with timeouts from WS_*
+# variables instead of Daphne's CLI defaults (README: configuration).
+CMD ["python", "-m", "ws_service"]
