@@ -6,3 +6,8 @@ class SharedConfig(AppConfig):
     label = "shared"
     verbose_name = "Shared"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from shared.revocation import connect_signals
+
+        connect_signals()

@@ -134,6 +134,13 @@ AUTH_PASSWORD_VALIDATORS = [
 WS_TICKET_TTL_SECONDS = env_int("WS_TICKET_TTL_SECONDS", 30, minimum=1, maximum=60)
 
 # ---------------------------------------------------------------------------
+# Topics, history and presence
+# ---------------------------------------------------------------------------
+MESSAGE_MAX_LENGTH = env_int("MESSAGE_MAX_LENGTH", 4000, minimum=1)
+MESSAGE_RETENTION_DAYS = env_int("MESSAGE_RETENTION_DAYS", 30, minimum=1)
+PRESENCE_TTL_SECONDS = env_int("PRESENCE_TTL_SECONDS", 30, minimum=3, maximum=300)
+
+# ---------------------------------------------------------------------------
 # Security behind a reverse proxy
 # ---------------------------------------------------------------------------
 if env_bool("DJANGO_TRUST_X_FORWARDED_PROTO", False):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from shared.models import WsTicket
+from shared.topics import session_group
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
@@ -32,18 +34,31 @@ def _digest(ticket: str) -> str:
     return hashlib.sha256(ticket.encode()).hexdigest()
 
 
-def issue_ticket(user: AbstractBaseUser) -> tuple[str, int]:
-    """A new ticket for ``user`` and its lifetime in seconds."""
+@dataclass(frozen=True, slots=True)
+class RedeemedTicket:
+    """Who a valid ticket authenticates, and the session that asked for it."""
+
+    user_id: int
+    session_group: str
+
+
+def issue_ticket(user: AbstractBaseUser, session_key: str | None = None) -> tuple[str, int]:
+    """A new ticket for ``user`` (requested from ``session_key``) and its lifetime in seconds."""
     ttl: int = settings.WS_TICKET_TTL_SECONDS
     now = timezone.now()
     WsTicket.objects.filter(expires_at__lte=now).delete()
     ticket = secrets.token_urlsafe(32)
-    WsTicket.objects.create(digest=_digest(ticket), user_id=user.pk, expires_at=now + timedelta(seconds=ttl))
+    WsTicket.objects.create(
+        digest=_digest(ticket),
+        user_id=user.pk,
+        expires_at=now + timedelta(seconds=ttl),
+        session_group=session_group(session_key) if session_key else "",
+    )
     return ticket, ttl
 
 
-def redeem_ticket(ticket: str) -> int | None:
-    """The id of the ticket's user, consuming the ticket; ``None`` if invalid.
+def redeem_ticket(ticket: str) -> RedeemedTicket | None:
+    """The ticket's user (and session group), consuming the ticket; ``None`` if invalid.
 
     Unknown, forged, expired and already-used tickets all give ``None``.
     """
@@ -56,4 +71,4 @@ def redeem_ticket(ticket: str) -> int | None:
         row.delete()
     if row.expires_at <= timezone.now():
         return None
-    return int(row.user_id)
+    return RedeemedTicket(user_id=int(row.user_id), session_group=row.session_group)

@@ -11,4 +11,6 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/ws-ticket", api.ws_ticket, name="ws-ticket"),
     path("api/whoami", api.whoami, name="whoami"),
+    path("api/topics/<str:topic>/messages", api.publish, name="topic-messages"),
+    path("api/users/<int:user_id>/notify", api.notify, name="notify-user"),
 ]

@@ -29,6 +29,7 @@ from django.http.cookie import parse_cookie
 
 from shared.current_user import UserLike, use_current_user
 from shared.tickets import redeem_ticket
+from shared.topics import session_group
 from ws_service.asgi_types import ASGIApp, Receive, Scope, Send, header
 
 if TYPE_CHECKING:
@@ -66,42 +67,56 @@ class _SessionOnlyRequest:
         self.session = session
 
 
-def _user_from_ticket(ticket: str) -> UserLike:
-    user_id = redeem_ticket(ticket)
-    if user_id is None:
-        return AnonymousUser()
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """The authenticated user and the session group that can revoke the connection."""
+
+    user: UserLike
+    session_group: str = ""
+
+
+_ANONYMOUS = Resolution(AnonymousUser())
+
+
+def _from_ticket(ticket: str) -> Resolution:
+    redeemed = redeem_ticket(ticket)
+    if redeemed is None:
+        return _ANONYMOUS
     user_model = auth.get_user_model()
-    user = user_model._default_manager.filter(pk=user_id).first()
+    user = user_model._default_manager.filter(pk=redeemed.user_id).first()
     if user is None or not getattr(user, "is_active", True):
-        return AnonymousUser()
-    return cast("UserLike", user)
+        return _ANONYMOUS
+    return Resolution(cast("UserLike", user), redeemed.session_group)
 
 
-def _user_from_session(session_key: str) -> UserLike:
+def _from_session(session_key: str) -> Resolution:
     store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
     request = cast("HttpRequest", _SessionOnlyRequest(store))
-    return cast("UserLike", auth.get_user(request))
+    user = cast("UserLike", auth.get_user(request))
+    if not user.is_authenticated:
+        return _ANONYMOUS
+    return Resolution(user, session_group(session_key))
 
 
-def _resolve_user(credentials: Credentials) -> UserLike:
+def _resolve(credentials: Credentials) -> Resolution:
     if credentials.ticket is not None:
-        return _user_from_ticket(credentials.ticket)
+        return _from_ticket(credentials.ticket)
     if credentials.session_key is not None:
-        return _user_from_session(credentials.session_key)
-    return AnonymousUser()
+        return _from_session(credentials.session_key)
+    return _ANONYMOUS
 
 
-async def resolve_user(credentials: Credentials) -> UserLike:
-    """The user the credentials prove, or ``AnonymousUser`` (one thread hop)."""
-    user: UserLike = await database_sync_to_async(_resolve_user)(credentials)
-    return user
+async def resolve(credentials: Credentials) -> Resolution:
+    """Who the credentials prove, or anonymous (one thread hop)."""
+    resolution: Resolution = await database_sync_to_async(_resolve)(credentials)
+    return resolution
 
 
 class TicketOrSessionAuthMiddleware:
     """Puts the authenticated user in ``scope["user"]`` and the ContextVar.
 
     When the database cannot be reached, ``scope["auth_unavailable"]`` is set
-    and the user is anonymous; the consumer then closes with 1013 (try again
+    and the user is anonymous; the consumer then closes with 4013 (try again
     later) instead of 4401, so clients retry rather than log in again.
     """
 
@@ -115,9 +130,18 @@ class TicketOrSessionAuthMiddleware:
         credentials = credentials_from_scope(scope)
         unavailable = False
         try:
-            user = await resolve_user(credentials)
+            resolution = await resolve(credentials)
         except DatabaseError as exc:
             logger.error("authentication unavailable: database error: %s", exc)
-            user, unavailable = AnonymousUser(), True
-        with use_current_user(user):
-            await self.inner(dict(scope, user=user, auth_unavailable=unavailable), receive, send)
+            resolution, unavailable = _ANONYMOUS, True
+        with use_current_user(resolution.user):
+            await self.inner(
+                dict(
+                    scope,
+                    user=resolution.user,
+                    session_group=resolution.session_group,
+                    auth_unavailable=unavailable,
+                ),
+                receive,
+                send,
+            )

@@ -1,30 +1,41 @@
-"""The /ws/ consumer."""
+"""The /ws/ consumer: one authenticated client connection."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.contrib.auth import get_user_model
+from django.db import DatabaseError
 from redis.exceptions import RedisError
 
+from shared import messaging, presence
 from shared.current_user import get_current_user
 from shared.groups import BROADCAST_GROUP, user_group
+from shared.messaging import MessageTextError
+from shared.presence import PresenceEntry
+from shared.topics import TopicError, authorize, topic_group
+from ws_service.presence_tracker import get_tracker
 from ws_service.protocol import (
     CLOSE_TRY_AGAIN_LATER,
     CLOSE_UNAUTHENTICATED,
     ErrorCode,
     ProtocolError,
     encode,
+    optional_ref,
+    optional_since,
     parse_frame,
 )
+from ws_service.subscriptions import Arrival, Subscriptions
 
 logger = logging.getLogger("ws.consumer")
 
 Handler = Callable[["ConnectionConsumer", dict[str, Any]], Awaitable[None]]
+UNAVAILABLE_ERRORS = (DatabaseError, RedisError, OSError)
 
 
 def _user_payload(user: Any) -> dict[str, Any]:
@@ -40,17 +51,37 @@ def current_user_from_orm() -> dict[str, Any]:
     return _user_payload(stored)
 
 
+def _snapshot(topic: str, since: int | None) -> tuple[int, list[dict[str, Any]]]:
+    """The topic's last id and, when ``since`` is given, the messages after it up to that id."""
+    last = messaging.last_id(topic)
+    replay = messaging.messages_after(topic, since, until=last) if since is not None else []
+    return last, replay
+
+
+@contextmanager
+def _reported_as_unavailable(what: str) -> Iterator[None]:
+    """Turn a database or Redis failure into an ``unavailable`` error frame."""
+    try:
+        yield
+    except UNAVAILABLE_ERRORS as exc:
+        logger.warning("%s failed: %s", what, exc)
+        raise ProtocolError(ErrorCode.UNAVAILABLE, f"{what} is unavailable right now; retry shortly") from exc
+
+
 class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels ships no type hints
     """One authenticated client connection.
 
-    Joins its user's group and the broadcast group, so anything pushed with
-    :mod:`shared.push` from any process reaches it on whichever replica it is.
+    Joins its user's group, its session's group and the broadcast group, so
+    pushes and revocations from any process reach it on whichever replica it
+    is. Topic subscriptions add the topic's group and a presence entry.
     """
 
     joined_groups: list[str]
+    subscriptions: Subscriptions
 
     async def connect(self) -> None:
         self.joined_groups = []
+        self.subscriptions = Subscriptions()
         await self.accept()
         if self.scope.get("auth_unavailable"):
             await self.close(code=CLOSE_TRY_AGAIN_LATER, reason="authentication unavailable")
@@ -59,8 +90,11 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
         if not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED, reason="authentication required")
             return
+        groups = [user_group(user.pk), BROADCAST_GROUP]
+        if self.scope.get("session_group"):
+            groups.append(self.scope["session_group"])
         try:
-            for group in (user_group(user.pk), BROADCAST_GROUP):
+            for group in groups:
                 await self.channel_layer.group_add(group, self.channel_name)
                 self.joined_groups.append(group)
         except (RedisError, OSError) as exc:
@@ -73,6 +107,8 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
         )
 
     async def disconnect(self, code: int) -> None:
+        for topic in self.subscriptions.topics():
+            await self._leave_topic(topic)
         for group in self.joined_groups:
             try:
                 await self.channel_layer.group_discard(group, self.channel_name)
@@ -88,11 +124,25 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
             if handler is None:
                 raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {message['type'][:64]!r}")
             await handler(self, message)
+        except TopicError as error:
+            await self.send_message({"type": "error", "code": error.code, "detail": error.detail})
         except ProtocolError as error:
             await self.send_message(error.frame())
 
     async def send_message(self, message: dict[str, Any]) -> None:
         await self.send(text_data=encode(message))
+
+    def _presence_entry(self, topic: str) -> PresenceEntry:
+        user = self.scope["user"]
+        return PresenceEntry(topic, self.scope["connection_id"], user.pk, user.get_username())
+
+    async def _leave_topic(self, topic: str) -> None:
+        self.subscriptions.remove(topic)
+        try:
+            await self.channel_layer.group_discard(topic_group(topic), self.channel_name)
+            await get_tracker().leave(self._presence_entry(topic))
+        except (RedisError, OSError) as exc:
+            logger.warning("could not leave topic %s cleanly: %s", topic, exc)
 
     # -- client messages -------------------------------------------------
 
@@ -103,14 +153,94 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
         user = await database_sync_to_async(current_user_from_orm)()
         await self.send_message({"type": "whoami", "user": user})
 
+    async def on_subscribe(self, message: dict[str, Any]) -> None:
+        topic = authorize(self.scope["user"], message.get("topic"))
+        since = optional_since(message)
+        with _reported_as_unavailable("subscribing"):
+            # Join the group first: anything published from here on is either
+            # in the snapshot or arrives afterwards (duplicates are dropped).
+            await self.channel_layer.group_add(topic_group(topic), self.channel_name)
+            last, replay = await database_sync_to_async(_snapshot)(topic, since)
+        new = self.subscriptions.add(topic, last)
+        await self.send_message({"type": "subscribed", "topic": topic, "last_id": last})
+        for payload in replay:
+            await self.send_message(payload)
+        if new:
+            with _reported_as_unavailable("presence"):
+                await get_tracker().join(self._presence_entry(topic))
+
+    async def on_unsubscribe(self, message: dict[str, Any]) -> None:
+        topic = authorize(self.scope["user"], message.get("topic"))
+        if topic not in self.subscriptions:
+            raise ProtocolError(ErrorCode.NOT_SUBSCRIBED, f"not subscribed to {topic}")
+        await self._leave_topic(topic)
+        await self.send_message({"type": "unsubscribed", "topic": topic})
+
+    async def on_publish(self, message: dict[str, Any]) -> None:
+        topic = authorize(self.scope["user"], message.get("topic"))
+        ref = optional_ref(message)
+        try:
+            text = messaging.validate_text(message.get("text"))
+        except MessageTextError as exc:
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, str(exc)) from None
+        with _reported_as_unavailable("publishing"):
+            payload = await database_sync_to_async(messaging.store_message)(topic, text)
+        try:
+            await messaging.deliver(payload)
+        except (RedisError, OSError) as exc:
+            # Stored, so subscribers still get it through since-recovery.
+            logger.warning("message %s#%s stored but not delivered live: %s", topic, payload["id"], exc)
+        await self.send_message({"type": "ack", "topic": topic, "id": payload["id"], "ref": ref})
+
+    async def on_presence(self, message: dict[str, Any]) -> None:
+        topic = authorize(self.scope["user"], message.get("topic"))
+        with _reported_as_unavailable("presence"):
+            users = await presence.users(topic)
+        await self.send_message({"type": "presence", "topic": topic, "users": users})
+
     # -- channel-layer events --------------------------------------------
 
     async def deliver(self, event: dict[str, Any]) -> None:
         """A payload pushed through the channel layer, forwarded unchanged."""
         await self.send_message(event["payload"])
 
+    async def topic_message(self, event: dict[str, Any]) -> None:
+        """A topic message: sent in id order, gaps filled from the database, duplicates dropped."""
+        payload = event["message"]
+        topic, message_id = payload["topic"], payload["id"]
+        arrival = self.subscriptions.classify(topic, message_id)
+        if arrival is Arrival.NEXT:
+            batch = [payload]
+        elif arrival is Arrival.GAP:
+            since = self.subscriptions.last(topic)
+            try:
+                batch = await database_sync_to_async(messaging.messages_after)(topic, since, message_id)
+            except DatabaseError as exc:
+                logger.warning("could not fill gap in %s after %s: %s", topic, since, exc)
+                batch = [payload]
+        else:
+            return
+        for item in batch:
+            await self.send_message(item)
+            self.subscriptions.sent(topic, item["id"])
+
+    async def topic_presence(self, event: dict[str, Any]) -> None:
+        if event["topic"] in self.subscriptions:
+            await self.send_message(
+                {"type": "presence_diff", "topic": event["topic"], "joined": event["joined"], "left": event["left"]}
+            )
+
+    async def auth_revoked(self, event: dict[str, Any]) -> None:
+        """The session or the user's credentials ended: close with 4401."""
+        logger.info("closing: %s", event.get("reason", "revoked"))
+        await self.close(code=CLOSE_UNAUTHENTICATED, reason=str(event.get("reason", "revoked"))[:100])
+
 
 HANDLERS: dict[str, Handler] = {
     "ping": ConnectionConsumer.on_ping,
     "whoami": ConnectionConsumer.on_whoami,
+    "subscribe": ConnectionConsumer.on_subscribe,
+    "unsubscribe": ConnectionConsumer.on_unsubscribe,
+    "publish": ConnectionConsumer.on_publish,
+    "presence": ConnectionConsumer.on_presence,
 }

@@ -13,7 +13,12 @@ from typing import Any
 
 # Close codes (RFC 6455 private range 4000-4999 for application codes).
 CLOSE_UNAUTHENTICATED = 4401
-CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_FORBIDDEN = 4403
+# 1013 (RFC 6455 "try again later") cannot be sent through Daphne, which only
+# accepts 1000 and 3000-4999, so the application range mirrors it.
+CLOSE_TRY_AGAIN_LATER = 4013
+
+MAX_REF_LENGTH = 64
 
 
 class ErrorCode(StrEnum):
@@ -22,6 +27,10 @@ class ErrorCode(StrEnum):
     BAD_JSON = "bad_json"
     BAD_MESSAGE = "bad_message"
     UNKNOWN_TYPE = "unknown_type"
+    BAD_TOPIC = "bad_topic"
+    FORBIDDEN = "forbidden"
+    NOT_SUBSCRIBED = "not_subscribed"
+    UNAVAILABLE = "unavailable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +57,26 @@ def parse_frame(text_data: str | None, bytes_data: bytes | None) -> dict[str, An
     if not isinstance(message.get("type"), str):
         raise ProtocolError(ErrorCode.BAD_MESSAGE, 'a message needs a string "type"')
     return message
+
+
+def optional_since(message: dict[str, Any]) -> int | None:
+    """The ``since`` of a subscribe: absent/null, or an integer >= 0."""
+    since = message.get("since")
+    if since is None:
+        return None
+    if isinstance(since, bool) or not isinstance(since, int) or since < 0:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, '"since" must be an integer >= 0')
+    return since
+
+
+def optional_ref(message: dict[str, Any]) -> str | None:
+    """The ``ref`` of a publish, echoed in its ack: absent/null, or a short string."""
+    ref = message.get("ref")
+    if ref is None:
+        return None
+    if not isinstance(ref, str) or len(ref) > MAX_REF_LENGTH:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f'"ref" must be a string of at most {MAX_REF_LENGTH} characters')
+    return ref
 
 
 def encode(message: dict[str, Any]) -> str:

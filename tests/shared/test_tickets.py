@@ -18,7 +18,9 @@ def test_ticket_works_once_for_its_user() -> None:
     alice = make_user("alice")
     ticket, expires_in = issue_ticket(alice)
     assert 0 < expires_in <= 60
-    assert redeem_ticket(ticket) == alice.pk
+    redeemed = redeem_ticket(ticket)
+    assert redeemed is not None
+    assert redeemed.user_id == alice.pk
     assert redeem_ticket(ticket) is None
 
 

@@ -21,7 +21,10 @@ def test_logged_in_user_gets_a_ticket_bound_to_them() -> None:
     assert set(body) == {"ticket", "expires_in"}
     assert 0 < body["expires_in"] <= 60
     assert "no-store" in response["Cache-Control"]
-    assert redeem_ticket(body["ticket"]) == alice.pk
+    redeemed = redeem_ticket(body["ticket"])
+    assert redeemed is not None
+    assert redeemed.user_id == alice.pk
+    assert redeemed.session_group.startswith("session.")
 
 
 def test_anonymous_gets_401_with_a_message() -> None:
