@@ -1,0 +1,262 @@
+"""Topics over the full ws ASGI stack: subscribe, replay, publish, presence, revocation."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import User
+from django.contrib.sessions.models import Session
+
+from shared import messaging
+from shared.current_user import use_current_user
+from shared.revocation import revoke_session
+from tests.support.communicators import receive_message, send_message, ws_communicator
+from tests.support.users import make_user, session_key_for
+from ws_service.protocol import CLOSE_UNAUTHENTICATED
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def _connect(username: str) -> tuple[WebsocketCommunicator, User, str]:
+    user = await sync_to_async(make_user)(username)
+    key = await sync_to_async(session_key_for)(user)
+    communicator = ws_communicator(session_key=key)
+    connected, _ = await communicator.connect()
+    assert connected
+    assert (await receive_message(communicator))["type"] == "welcome"
+    return communicator, user, key
+
+
+async def _request(communicator: WebsocketCommunicator, message: dict[str, Any]) -> dict[str, Any]:
+    await send_message(communicator, message)
+    return await receive_message(communicator)
+
+
+async def _subscribe(communicator: WebsocketCommunicator, topic: str, since: int | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"type": "subscribe", "topic": topic}
+    if since is not None:
+        message["since"] = since
+    reply = await _request(communicator, message)
+    assert reply["type"] == "subscribed", reply
+    return reply
+
+
+async def _next_of(communicator: WebsocketCommunicator, frame_type: str, wait: float = 3) -> dict[str, Any]:
+    """The next frame of ``frame_type``, skipping others (e.g. presence diffs)."""
+    deadline = asyncio.get_running_loop().time() + wait
+    while True:
+        remaining = deadline - asyncio.get_running_loop().time()
+        message = await receive_message(communicator, wait=max(remaining, 0.01))
+        if message["type"] == frame_type:
+            return message
+
+
+async def test_publish_is_stored_acked_and_delivered_with_increasing_ids() -> None:
+    alice, alice_user, _ = await _connect("alice")
+    assert (await _subscribe(alice, "room.lobby"))["last_id"] == 0
+    for expected_id, text in enumerate(["one", "two", "three"], start=1):
+        await send_message(alice, {"type": "publish", "topic": "room.lobby", "text": text, "ref": f"r{expected_id}"})
+        ack = await _next_of(alice, "ack")
+        assert ack == {"type": "ack", "topic": "room.lobby", "id": expected_id, "ref": f"r{expected_id}"}
+        message = await _next_of(alice, "message")
+        assert message["id"] == expected_id
+        assert message["text"] == text
+        assert message["author"] == {"id": alice_user.pk, "username": "alice"}
+        assert message["created_at"].endswith("+00:00")
+    await alice.disconnect()
+
+
+async def test_author_comes_from_the_connection_never_from_the_message() -> None:
+    alice, alice_user, _ = await _connect("alice")
+    await sync_to_async(make_user)("mallory")
+    await _subscribe(alice, "room.lobby")
+    forged = {"type": "publish", "topic": "room.lobby", "text": "hi", "author": {"id": 999, "username": "mallory"}}
+    await send_message(alice, forged)
+    message = await _next_of(alice, "message")
+    assert message["author"]["id"] == alice_user.pk
+    await alice.disconnect()
+
+
+async def test_subscribe_since_replays_exactly_what_was_missed_in_order() -> None:
+    alice, _, _ = await _connect("alice")
+    for i in range(5):
+        await send_message(alice, {"type": "publish", "topic": "room.history", "text": f"m{i + 1}"})
+        await _next_of(alice, "ack")
+    bob, _, _ = await _connect("bob")
+    subscribed = await _subscribe(bob, "room.history", since=2)
+    assert subscribed["last_id"] == 5
+    replay = [await receive_message(bob) for _ in range(3)]
+    assert [m["id"] for m in replay] == [3, 4, 5]
+    assert [m["text"] for m in replay] == ["m3", "m4", "m5"]
+    assert await bob.receive_nothing(0.3) or (await receive_message(bob))["type"] == "presence_diff"
+    await alice.disconnect()
+    await bob.disconnect()
+
+
+async def test_subscribe_without_since_replays_nothing() -> None:
+    alice, _, _ = await _connect("alice")
+    await send_message(alice, {"type": "publish", "topic": "room.quiet", "text": "before"})
+    await _next_of(alice, "ack")
+    assert (await _subscribe(alice, "room.quiet"))["last_id"] == 1
+    diff = await receive_message(alice)
+    assert diff["type"] == "presence_diff"
+    assert await alice.receive_nothing(0.3)
+    await alice.disconnect()
+
+
+async def test_out_of_order_delivery_is_reordered_and_deduplicated() -> None:
+    alice, alice_user, _ = await _connect("alice")
+    await _subscribe(alice, "room.order")
+
+    def store(text: str) -> dict[str, Any]:
+        with use_current_user(alice_user):
+            return messaging.store_message("room.order", text)
+
+    first = await sync_to_async(store)("first")
+    second = await sync_to_async(store)("second")
+    await messaging.deliver(second)  # arrives before the first: a gap
+    got = [await _next_of(alice, "message"), await _next_of(alice, "message")]
+    assert [m["id"] for m in got] == [first["id"], second["id"]]
+    await messaging.deliver(first)  # late duplicate
+    await messaging.deliver(second)
+    assert await alice.receive_nothing(0.5)
+    await alice.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ({"type": "subscribe", "topic": "lobby"}, "bad_topic"),
+        ({"type": "subscribe", "topic": "room.UPPER"}, "bad_topic"),
+        ({"type": "subscribe", "topic": "room." + "a" * 65}, "bad_topic"),
+        ({"type": "subscribe"}, "bad_topic"),
+        ({"type": "subscribe", "topic": "room.x", "since": -1}, "bad_message"),
+        ({"type": "subscribe", "topic": "room.x", "since": "3"}, "bad_message"),
+        ({"type": "subscribe", "topic": "room.x", "since": True}, "bad_message"),
+        ({"type": "publish", "topic": "room.x"}, "bad_message"),
+        ({"type": "publish", "topic": "room.x", "text": "   "}, "bad_message"),
+        ({"type": "publish", "topic": "room.x", "text": "x" * 4001}, "bad_message"),
+        ({"type": "publish", "topic": "room.x", "text": "hi", "ref": 5}, "bad_message"),
+        ({"type": "unsubscribe", "topic": "room.never"}, "not_subscribed"),
+        ({"type": "presence", "topic": "nope"}, "bad_topic"),
+    ],
+)
+async def test_bad_topic_frames_get_error_codes(frame: dict[str, Any], code: str) -> None:
+    alice, _, _ = await _connect("alice")
+    reply = await _request(alice, frame)
+    assert reply["type"] == "error"
+    assert reply["code"] == code
+    assert (await _request(alice, {"type": "ping"})) == {"type": "pong"}
+    await alice.disconnect()
+
+
+async def test_user_topics_are_private() -> None:
+    alice, alice_user, _ = await _connect("alice")
+    bob, _bob_user, _ = await _connect("bob")
+    assert (await _subscribe(alice, f"user.{alice_user.pk}"))["topic"] == f"user.{alice_user.pk}"
+    for frame_type in ("subscribe", "publish", "presence"):
+        reply = await _request(bob, {"type": frame_type, "topic": f"user.{alice_user.pk}", "text": "x"})
+        assert reply["type"] == "error"
+        assert reply["code"] == "forbidden", frame_type
+    await alice.disconnect()
+    await bob.disconnect()
+
+
+async def test_unsubscribe_stops_delivery() -> None:
+    alice, _, _ = await _connect("alice")
+    bob, _, _ = await _connect("bob")
+    await _subscribe(alice, "room.u")
+    assert (await _next_of(alice, "presence_diff"))["joined"]
+    assert await _request(alice, {"type": "unsubscribe", "topic": "room.u"}) == {
+        "type": "unsubscribed",
+        "topic": "room.u",
+    }
+    await send_message(bob, {"type": "publish", "topic": "room.u", "text": "after"})
+    await _next_of(bob, "ack")
+    assert await alice.receive_nothing(0.5)
+    await alice.disconnect()
+    await bob.disconnect()
+
+
+async def test_presence_lists_users_and_diffs_joins_and_leaves() -> None:
+    alice, alice_user, _ = await _connect("alice")
+    await _subscribe(alice, "room.p")
+    assert (await _next_of(alice, "presence_diff"))["joined"] == [{"id": alice_user.pk, "username": "alice"}]
+    bob, bob_user, _ = await _connect("bob")
+    await _subscribe(bob, "room.p")
+    joined = await _next_of(alice, "presence_diff")
+    assert joined["joined"] == [{"id": bob_user.pk, "username": "bob"}]
+    assert joined["left"] == []
+    reply = await _request(alice, {"type": "presence", "topic": "room.p"})
+    assert reply == {
+        "type": "presence",
+        "topic": "room.p",
+        "users": [{"id": alice_user.pk, "username": "alice"}, {"id": bob_user.pk, "username": "bob"}],
+    }
+    await bob.disconnect()
+    left = await _next_of(alice, "presence_diff")
+    assert left["left"] == [{"id": bob_user.pk, "username": "bob"}]
+    reply = await _request(alice, {"type": "presence", "topic": "room.p"})
+    assert [u["username"] for u in reply["users"]] == ["alice"]
+    await alice.disconnect()
+
+
+async def test_second_connection_of_a_user_does_not_rejoin() -> None:
+    alice, _alice_user, key = await _connect("alice")
+    await _subscribe(alice, "room.twice")
+    await _next_of(alice, "presence_diff")
+    again = ws_communicator(session_key=key)
+    await again.connect()
+    await receive_message(again)
+    await _subscribe(again, "room.twice")
+    assert await alice.receive_nothing(0.5)  # no second "joined" for the same user
+    await again.disconnect()
+    assert await alice.receive_nothing(0.5)  # and no "left": alice is still here
+    await alice.disconnect()
+
+
+async def _closed_code(communicator: WebsocketCommunicator) -> int:
+    while True:
+        output = await communicator.receive_output(3)
+        if output["type"] == "websocket.close":
+            code: int = output["code"]
+            return code
+
+
+async def test_revoking_the_session_closes_its_sockets_with_4401() -> None:
+    alice, _, key = await _connect("alice")
+    await sync_to_async(revoke_session)(key)
+    assert await _closed_code(alice) == CLOSE_UNAUTHENTICATED
+
+
+async def test_deleting_the_session_closes_its_sockets() -> None:
+    alice, _, key = await _connect("alice")
+    await sync_to_async(lambda: Session.objects.get(session_key=key).delete())()
+    assert await _closed_code(alice) == CLOSE_UNAUTHENTICATED
+
+
+async def test_password_change_closes_every_socket_of_the_user() -> None:
+    alice, alice_user, _ = await _connect("alice")
+
+    def change() -> None:
+        alice_user.set_password("another-password-9876")
+        alice_user.save()
+
+    await sync_to_async(change)()
+    assert await _closed_code(alice) == CLOSE_UNAUTHENTICATED
+
+
+async def test_other_saves_of_the_user_do_not_close_sockets() -> None:
+    alice, alice_user, _ = await _connect("alice")
+
+    def rename() -> None:
+        alice_user.first_name = "Alice"
+        alice_user.save()
+
+    await sync_to_async(rename)()
+    assert await alice.receive_nothing(0.5)
+    await alice.disconnect()
