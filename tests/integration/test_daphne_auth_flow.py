@@ -7,7 +7,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.support.live import fetch_ticket, login, open_ws, recv_json, session_cookie
+from tests.support.live import fetch_ticket, login, open_ws, recv_json, send_json, session_cookie
 from tests.support.servers import DaphneServer
 from tests.support.users import PASSWORD, make_user
 from ws_service.protocol import CLOSE_UNAUTHENTICATED
@@ -34,7 +34,7 @@ async def test_session_cookie_from_the_web_service_authenticates_on_the_ws_servi
     welcome = await recv_json(ws)
     assert welcome["type"] == "welcome"
     assert welcome["user"] == {"id": alice.pk, "username": "alice"}
-    await ws.send('{"type": "whoami"}')
+    await send_json(ws, {"type": "whoami"})
     assert await recv_json(ws) == {"type": "whoami", "user": {"id": alice.pk, "username": "alice"}}
     await ws.close()
     await client.aclose()

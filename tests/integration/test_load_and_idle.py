@@ -10,7 +10,7 @@ from asgiref.sync import sync_to_async
 from websockets.asyncio.client import ClientConnection
 
 from shared.push import push_to_user
-from tests.support.live import open_ws, recv_json
+from tests.support.live import open_ws, recv_json, send_json
 from tests.support.servers import DaphneServer
 from tests.support.users import make_user, make_users, session_key_for
 
@@ -34,7 +34,7 @@ async def test_concurrent_users_each_see_only_themselves(ws_server: DaphneServer
         return ws, welcome["user"]["id"]
 
     async def whoami(ws: ClientConnection) -> int:
-        await ws.send('{"type": "whoami"}')
+        await send_json(ws, {"type": "whoami"})
         reply = await recv_json(ws, 30)
         user_id: int = reply["user"]["id"]
         return user_id
@@ -80,6 +80,6 @@ async def test_idle_connection_stays_open_and_still_receives(ws_server: DaphneSe
     await asyncio.sleep(IDLE_SECONDS)
     await push_to_user(user.pk, {"type": "notice", "text": "after a minute"})
     assert await recv_json(ws) == {"type": "notice", "text": "after a minute"}
-    await ws.send('{"type": "ping"}')
+    await send_json(ws, {"type": "ping"})
     assert await recv_json(ws) == {"type": "pong"}
     await ws.close()

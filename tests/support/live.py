@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
+
+from tests.support.protocol_schema import validate_frame
 
 CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
@@ -64,14 +67,24 @@ async def open_ws(
 
 
 async def recv_json(ws: ClientConnection, wait: float = 5) -> dict[str, Any]:
-    raw = await ws.recv(decode=True) if wait is None else await _recv_with_timeout(ws, wait)
+    """The next server frame, checked against docs/asyncapi.yaml."""
+    raw = await asyncio.wait_for(ws.recv(decode=True), wait)
+    assert isinstance(raw, str)
     message: dict[str, Any] = json.loads(raw)
+    validate_frame(message, "server")
     return message
 
 
-async def _recv_with_timeout(ws: ClientConnection, wait: float) -> str:
-    import asyncio
+async def recv_type(ws: ClientConnection, frame_type: str, wait: float = 5) -> dict[str, Any]:
+    """The next server frame of ``frame_type``, skipping others (bounded by ``wait``)."""
+    async with asyncio.timeout(wait):
+        while True:
+            message = await recv_json(ws, wait)
+            if message["type"] == frame_type:
+                return message
 
-    raw = await asyncio.wait_for(ws.recv(decode=True), wait)
-    assert isinstance(raw, str)
-    return raw
+
+async def send_json(ws: ClientConnection, frame: dict[str, Any]) -> None:
+    """Send a client frame, checked against docs/asyncapi.yaml first."""
+    validate_frame(frame, "client")
+    await ws.send(json.dumps(frame))

@@ -198,6 +198,13 @@ class DaphneServer:
             time.sleep(0.1)
         raise TimeoutError(f"{self.name} did not answer /healthz: {self.log_path.read_text()[-3000:]}")
 
+    def kill(self) -> None:
+        """SIGKILL: a crash, with no cleanup at all."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()
