@@ -1,0 +1,172 @@
+// Reconnecting to the live ws service. The client reaches the server through
+// a TCP relay (Outage in ../test-support/live.js) that the test can cut: every
+// relayed connection is destroyed and new ones are refused until restore(),
+// which is what a network outage or a crashed proxy looks like to a client.
+// The server behind it is the real one; nothing about it is simulated.
+// Environment: see ../test-support/live.js (WS_URL, WEB_URL, TEST_USERS).
+
+import assert from "node:assert/strict";
+import test from "node:test";
+
+import { WsClient } from "../ws-client.js";
+import { Outage, browserLikeSocket, liveEnv, login, uniqueRoom, until } from "../test-support/live.js";
+
+const env = liveEnv();
+
+async function outage(t) {
+  const relay = await new Outage(env.wsUrl).start();
+  t.after(() => relay.stop());
+  return relay;
+}
+
+test("after an outage the client reconnects with backoff, a new ticket, and since: it gets exactly what it missed", {
+  timeout: 60000,
+}, async (t) => {
+  const room = uniqueRoom("recover");
+  const relay = await outage(t);
+  const alice = await login(env, env.users[0]);
+  const bob = await login(env, env.users[1]);
+
+  const tickets = [];
+  const sent = [];
+  const backoff = { baseMs: 50, capMs: 400 };
+  const a = new WsClient({
+    url: relay.url,
+    WebSocketImpl: browserLikeSocket({ origin: env.origin, sent }),
+    ticketProvider: async () => {
+      const ticket = await alice.ticket();
+      tickets.push(ticket);
+      return ticket;
+    },
+    backoff,
+  });
+  t.after(() => a.close());
+  const b = new WsClient({ url: env.wsUrl, WebSocketImpl: browserLikeSocket({ origin: env.origin, cookie: bob.cookie }) });
+  t.after(() => b.close());
+
+  const received = [];
+  const retries = [];
+  const closes = [];
+  a.on("message", (m) => received.push(m));
+  a.on("reconnecting", (r) => retries.push(r));
+  a.on("close", (c) => closes.push(c));
+  const welcomes = [a.waitFor("welcome"), b.waitFor("welcome")];
+  a.connect();
+  b.connect();
+  await Promise.all(welcomes);
+  await Promise.all([a.subscribe(room), b.subscribe(room)]);
+  const first = await b.publish(room, "before the outage");
+  await until(() => received.length === 1, { what: "the first message" });
+
+  relay.cut();
+  await until(() => retries.length >= 3, { what: "three scheduled reconnects while the relay refuses" });
+  assert.ok(closes.length >= 1 && closes[0].code === 1006, `first close: ${JSON.stringify(closes[0])}`);
+  assert.equal(a.connected, false);
+
+  // Published while alice is away: over WebSocket by bob, and over HTTP.
+  const missedOverWs = [await b.publish(room, "missed 1"), await b.publish(room, "missed 2")];
+  const overHttp = await bob.postMessage(room, "missed over HTTP");
+  assert.equal(overHttp.status, 201, overHttp.text);
+
+  const welcomed = a.waitFor("welcome", { timeoutMs: 10000 });
+  relay.restore();
+  await welcomed;
+  assert.equal(a.attempt, 0, "attempts reset after a welcome");
+  await until(() => received.length === 4, { what: "the three missed messages" });
+  await new Promise((resolve) => setTimeout(resolve, 200)); // anything extra would show up now
+
+  assert.deepEqual(
+    received.map((m) => [m.id, m.text]),
+    [
+      [first.id, "before the outage"],
+      [missedOverWs[0].id, "missed 1"],
+      [missedOverWs[1].id, "missed 2"],
+      [overHttp.json.id, "missed over HTTP"],
+    ],
+  );
+  assert.equal(a.lastId(room), overHttp.json.id);
+  const subscribes = sent.filter((f) => f.type === "subscribe");
+  assert.deepEqual(subscribes.at(-1), { type: "subscribe", topic: room, since: first.id });
+
+  // Each delay was drawn from [0, min(cap, base * 2 ** attempt)], attempts counting up from 0.
+  retries.forEach((r, i) => {
+    assert.equal(r.attempt, i);
+    assert.ok(r.delayMs >= 0 && r.delayMs <= Math.min(backoff.capMs, backoff.baseMs * 2 ** i), JSON.stringify(r));
+  });
+  // One-time tickets: a fresh one for every attempt that reached the provider.
+  assert.equal(tickets.length, retries.length + 1);
+  assert.equal(new Set(tickets).size, tickets.length);
+  assert.ok(relay.refused >= retries.length - 1);
+});
+
+test("retry delays follow the backoff exactly with a fixed random(), and reset after a welcome", {
+  timeout: 60000,
+}, async (t) => {
+  const relay = await outage(t);
+  const alice = await login(env, env.users[0]);
+  const created = [];
+  const retries = [];
+  const a = new WsClient({
+    url: relay.url,
+    WebSocketImpl: browserLikeSocket({ origin: env.origin, cookie: alice.cookie, created }),
+    backoff: { baseMs: 40, capMs: 300 },
+    random: () => 0.5,
+  });
+  t.after(() => a.close());
+  a.on("reconnecting", (r) => retries.push(r));
+  const welcome = a.waitFor("welcome");
+  a.connect();
+  await welcome;
+
+  relay.cut();
+  await until(() => retries.length >= 6, { what: "six scheduled reconnects" });
+  const welcomed = a.waitFor("welcome", { timeoutMs: 10000 });
+  relay.restore();
+  await welcomed;
+  // random() = 0.5: half of min(300, 40 * 2 ** attempt).
+  const expected = [20, 40, 80, 150, 150, 150];
+  assert.deepEqual(
+    retries.slice(0, 6).map((r) => [r.attempt, r.delayMs]),
+    expected.map((delay, attempt) => [attempt, delay]),
+  );
+  const before = retries.length;
+
+  relay.cut();
+  await until(() => retries.length > before, { what: "a reconnect after the second cut" });
+  assert.deepEqual(
+    [retries[before].attempt, retries[before].delayMs],
+    [0, 20],
+  );
+  const again = a.waitFor("welcome", { timeoutMs: 10000 });
+  relay.restore();
+  await again;
+  assert.ok(created.length >= 8);
+});
+
+test("close() while waiting to retry stops for good", { timeout: 30000 }, async (t) => {
+  const relay = await outage(t);
+  const alice = await login(env, env.users[0]);
+  const created = [];
+  const a = new WsClient({
+    url: relay.url,
+    WebSocketImpl: browserLikeSocket({ origin: env.origin, cookie: alice.cookie, created }),
+    backoff: { baseMs: 20, capMs: 40 },
+  });
+  const welcome = a.waitFor("welcome");
+  a.connect();
+  await welcome;
+  const subscribed = a.subscribe(uniqueRoom("close"));
+  await subscribed;
+  relay.cut();
+  await a.waitFor("reconnecting");
+  const pending = a.subscribe(uniqueRoom("pending"));
+  const stopped = a.waitFor("stopped");
+  await a.close();
+  assert.equal((await stopped).byClient, true);
+  await assert.rejects(pending, { code: "stopped" });
+  const count = created.length;
+  relay.restore();
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal(created.length, count, "no attempt after close()");
+  assert.equal(a.state, "stopped");
+});

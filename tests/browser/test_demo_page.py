@@ -1,0 +1,205 @@
+"""The demo page at ``/`` in headless Chromium, against the real services.
+
+Debian's chromium (``/usr/bin/chromium``) is driven by Python playwright;
+``playwright install`` is never needed. Two browser contexts log in through
+the real login form as two users and use the page as a person would: they
+see each other in the room's presence list and each other's messages. Then
+the ws service is restarted (same port). While it is down, messages are
+posted over HTTP (``POST /api/topics/<topic>/messages``); each page must
+reconnect by itself and show every one of them exactly once.
+
+In tests the web and ws services listen on different ports, so the page's web
+server runs with ``WS_PUBLIC_URL`` pointing at the ws service (in production
+it is empty: same origin ``/ws/`` through the proxy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from asgiref.sync import sync_to_async
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from tests.support.live import login
+from tests.support.servers import DaphneServer
+from tests.support.users import PASSWORD, make_user
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+WAIT_MS = 15_000
+# After the ws service is back: the page's backoff is capped at 8 s.
+RECOVERY_MS = 30_000
+# Every expect() below waits at most this long unless it says otherwise.
+expect.set_options(timeout=WAIT_MS)
+
+
+@pytest.fixture(scope="module")
+def demo_web(
+    service_env: dict[str, str], django_db_setup: None, logs_dir: Path, ws_server: DaphneServer
+) -> Iterator[DaphneServer]:
+    """The web service, telling the page where the ws service is."""
+    server = DaphneServer.web({**service_env, "WS_PUBLIC_URL": f"{ws_server.ws_url}/ws/"}, logs_dir / "demo-web.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def chromium_path() -> Path:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium)", pytrace=False)
+    return CHROMIUM
+
+
+@pytest.fixture
+async def browser(chromium_path: Path) -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(
+            executable_path=str(chromium_path), args=CHROMIUM_ARGS, timeout=30_000
+        )
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+class DemoPage:
+    """One user's tab on the demo page, logged in through the login form."""
+
+    def __init__(self, page: Page, username: str) -> None:
+        self.page = page
+        self.username = username
+        self.errors: list[str] = []
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+
+    @classmethod
+    async def open(cls, browser: Browser, web_url: str, username: str) -> DemoPage:
+        context = await browser.new_context(base_url=web_url)
+        context.set_default_timeout(WAIT_MS)
+        demo = cls(await context.new_page(), username)
+        await demo.page.goto("/")  # redirected to the login form
+        await expect(demo.page).to_have_url(re.compile(r"/accounts/login/\?next=/$"))
+        await demo.page.fill("#id_username", username)
+        await demo.page.fill("#id_password", PASSWORD)
+        await demo.page.click("button[type=submit]")
+        await expect(demo.page).to_have_url(re.compile(r"/(#room\.lobby)?$"))
+        await demo.expect_connected()
+        await expect(demo.page.locator("#room-title")).to_have_text("room.lobby")
+        return demo
+
+    async def expect_connected(self, within_ms: float = WAIT_MS) -> None:
+        await expect(self.page.locator("#status")).to_have_attribute("data-state", "open", timeout=within_ms)
+        await expect(self.page.locator("#post-button")).to_be_enabled()
+
+    async def join(self, room: str) -> None:
+        await self.page.fill("#room-input", room.removeprefix("room."))
+        await self.page.click("#room-form button[type=submit]")
+        await expect(self.page.locator("#room-title")).to_have_text(room)
+        await expect(self.page).to_have_url(re.compile(f"#{re.escape(room)}$"))
+
+    async def post(self, text: str) -> None:
+        await self.page.fill("#post-text", text)
+        await self.page.press("#post-text", "Enter")
+        await expect(self.page.locator("#post-text")).to_have_value("")  # cleared on the ack
+        await expect(self.page.locator("#post-error")).to_be_hidden()
+
+    async def expect_message_once(self, text: str, author: str) -> None:
+        message = self.page.locator("#messages li.message").filter(
+            has=self.page.locator(".text", has_text=re.compile(f"^{re.escape(text)}$"))
+        )
+        await expect(message).to_have_count(1)
+        await expect(message.locator(".author")).to_have_text(author)
+
+    async def expect_present(self, username: str) -> None:
+        await expect(self.page.locator("#presence li", has_text=re.compile(f"^{re.escape(username)}"))).to_have_count(1)
+
+    async def texts(self) -> list[str]:
+        return await self.page.locator("#messages li.message .text").all_text_contents()
+
+    async def ids(self) -> list[int]:
+        return [
+            int(i)
+            for i in await self.page.locator("#messages li.message").evaluate_all("els => els.map(e => e.dataset.id)")
+        ]
+
+
+async def test_two_users_chat_and_the_page_recovers_after_a_ws_restart(
+    demo_web: DaphneServer, ws_server: DaphneServer, browser: Browser
+) -> None:
+    suffix = uuid.uuid4().hex[:10]
+    alice = await sync_to_async(make_user)(f"alice-{suffix}")
+    bob = await sync_to_async(make_user)(f"bob-{suffix}")
+    room = f"room.demo-{suffix}"
+
+    page_a = await DemoPage.open(browser, demo_web.http_url, alice.username)
+    page_b = await DemoPage.open(browser, demo_web.http_url, bob.username)
+    await page_a.join(room)
+    await page_b.join(room)
+
+    # Presence: each sees both, live.
+    for page in (page_a, page_b):
+        await page.expect_present(alice.username)
+        await page.expect_present(bob.username)
+
+    # Messages both ways.
+    await page_a.post("hello from alice")
+    await page_b.expect_message_once("hello from alice", alice.username)
+    await page_b.post("hello from bob")
+    await page_a.expect_message_once("hello from bob", bob.username)
+
+    # Restart the ws service; post over HTTP while it is down.
+    missed = ["posted while the ws service was down 1", "posted while the ws service was down 2"]
+    await asyncio.to_thread(ws_server.stop)
+    try:
+        for page in (page_a, page_b):
+            await expect(page.page.locator("#status")).to_have_attribute(
+                "data-state", re.compile("reconnecting|connecting")
+            )
+            await expect(page.page.locator("#post-button")).to_be_disabled()
+        http = await login(demo_web.http_url, bob.username, PASSWORD)
+        try:
+            for text in missed:
+                response = await http.post(
+                    f"/api/topics/{room}/messages",
+                    json={"text": text},
+                    headers={"X-CSRFToken": http.cookies["csrftoken"], "Origin": demo_web.http_url},
+                )
+                assert response.status_code == 201, response.text
+        finally:
+            await http.aclose()
+    finally:
+        await asyncio.to_thread(ws_server.start)
+
+    for page in (page_a, page_b):
+        await page.expect_connected(within_ms=RECOVERY_MS)
+        for text in missed:
+            await page.expect_message_once(text, bob.username)
+
+    # Live again after the restart, in both directions, and presence is back.
+    await page_b.post("after the restart")
+    await page_a.expect_message_once("after the restart", bob.username)
+    await page_a.post("welcome back")
+    await page_b.expect_message_once("welcome back", alice.username)
+    expected = ["hello from alice", "hello from bob", *missed, "after the restart", "welcome back"]
+    for page in (page_a, page_b):
+        assert await page.texts() == expected
+        ids = await page.ids()
+        assert ids == sorted(ids), ids
+        assert len(set(ids)) == len(ids), ids
+        await page.expect_present(alice.username)
+        await page.expect_present(bob.username)
+        assert page.errors == [], page.errors

@@ -1,0 +1,213 @@
+// The rooms demo on / (web_service/templates/web_service/home.html): live
+// messages and presence over /ws/ with the JS client (clients/js/ws-client.js).
+// Everything the page needs from the server is in data-* attributes of #demo.
+
+const root = document.getElementById("demo");
+const $ = (id) => document.getElementById(id);
+const statusEl = $("status");
+const titleEl = $("room-title");
+const messagesEl = $("messages");
+const presenceEl = $("presence");
+const postForm = $("post-form");
+const postText = $("post-text");
+const postButton = $("post-button");
+const postError = $("post-error");
+const roomForm = $("room-form");
+const roomInput = $("room-input");
+
+const ROOM = /^room\.[a-z0-9_-]{1,64}$/;
+const DEFAULT_ROOM = "room.lobby";
+const MAX_MESSAGES = 500;
+const myId = Number(root.dataset.userId);
+
+function setStatus(state, text, link = null) {
+  statusEl.dataset.state = state;
+  statusEl.replaceChildren(text);
+  if (link !== null) {
+    const a = document.createElement("a");
+    a.href = link.href;
+    a.textContent = link.text;
+    statusEl.append(" ", a);
+  }
+  postButton.disabled = state !== "open";
+}
+
+function showPostError(text) {
+  postError.textContent = text;
+  postError.hidden = text === "";
+}
+
+function csrfToken() {
+  const match = /(?:^|;\s*)csrftoken=([^;]+)/.exec(document.cookie);
+  if (match) return decodeURIComponent(match[1]);
+  return document.querySelector("input[name=csrfmiddlewaretoken]")?.value ?? "";
+}
+
+/** A one-time ticket for each connection attempt; null (use the session cookie) when not logged in. */
+async function fetchTicket() {
+  const response = await fetch(root.dataset.ticketUrl, {
+    method: "POST",
+    credentials: "same-origin",
+    cache: "no-store",
+    headers: { "X-CSRFToken": csrfToken() },
+    signal: AbortSignal.timeout(10000),
+  });
+  if (response.status === 401 || response.status === 403) return null; // the server will answer 4401
+  if (!response.ok) throw new Error(`ticket: HTTP ${response.status}`);
+  return (await response.json()).ticket;
+}
+
+function normaliseRoom(value) {
+  let name = value.trim().toLowerCase();
+  if (!name.startsWith("room.")) name = `room.${name}`;
+  return ROOM.test(name) ? name : null;
+}
+
+let WsClient;
+try {
+  ({ WsClient } = await import(root.dataset.clientSrc));
+} catch (error) {
+  setStatus("failed", `Could not load the client (${error.message}).`);
+  throw error;
+}
+
+const client = new WsClient({
+  url: new URL(root.dataset.wsUrl, location.href).toString(),
+  ticketProvider: fetchTicket,
+  backoff: { baseMs: 500, capMs: 8000 },
+});
+
+let room = null;
+const roster = new Map(); // user id -> username, for the current room
+
+function renderPresence() {
+  const items = [...roster]
+    .sort((a, b) => a[1].localeCompare(b[1]))
+    .map(([id, username]) => {
+      const li = document.createElement("li");
+      li.dataset.userId = String(id);
+      li.textContent = id === myId ? `${username} (you)` : username;
+      return li;
+    });
+  presenceEl.replaceChildren(...items);
+}
+
+function addMessage(message) {
+  const li = document.createElement("li");
+  li.className = message.author.id === myId ? "message mine" : "message";
+  li.dataset.id = String(message.id);
+  li.dataset.author = message.author.username;
+  const author = document.createElement("strong");
+  author.className = "author";
+  author.textContent = message.author.username;
+  const time = document.createElement("time");
+  time.dateTime = message.created_at;
+  time.textContent = new Date(message.created_at).toLocaleTimeString();
+  const text = document.createElement("span");
+  text.className = "text";
+  text.textContent = message.text;
+  li.append(author, " ", time, " ", text);
+  const atBottom = messagesEl.scrollHeight - messagesEl.scrollTop - messagesEl.clientHeight < 40;
+  messagesEl.append(li);
+  while (messagesEl.childElementCount > MAX_MESSAGES) messagesEl.firstElementChild.remove();
+  if (atBottom) messagesEl.scrollTop = messagesEl.scrollHeight;
+}
+
+async function refreshPresence(topic) {
+  try {
+    const frame = await client.presence(topic);
+    if (topic !== room) return;
+    roster.clear();
+    for (const user of frame.users) roster.set(user.id, user.username);
+    renderPresence();
+  } catch {
+    // Disconnected meanwhile: the next subscribed event refreshes it.
+  }
+}
+
+function joinRoom(next) {
+  if (next === room) return;
+  const previous = room;
+  room = next;
+  titleEl.textContent = room;
+  messagesEl.replaceChildren();
+  roster.clear();
+  renderPresence();
+  showPostError("");
+  for (const button of document.querySelectorAll("button.room")) {
+    button.setAttribute("aria-pressed", String(button.dataset.room === room));
+  }
+  history.replaceState(null, "", `#${room}`);
+  if (previous !== null) client.unsubscribe(previous).catch(() => {});
+  client.subscribe(room).catch(() => {});
+}
+
+client.on("open", () => setStatus("connecting", "Connected; authenticating…"));
+client.on("welcome", (frame) => setStatus("open", `Connected as ${frame.user.username}`));
+client.on("reconnecting", ({ attempt, delayMs, code }) => {
+  const why = code ? `closed with ${code}` : "could not connect";
+  setStatus("reconnecting", `Disconnected (${why}); reconnecting in ${(delayMs / 1000).toFixed(1)} s (attempt ${attempt + 1})…`);
+});
+client.on("stopped", ({ code, byClient }) => {
+  if (code === 4401) {
+    setStatus("stopped", "Signed out.", { href: root.dataset.loginUrl, text: "Log in again" });
+  } else if (code === 4403) {
+    setStatus("stopped", "Not allowed to connect.");
+  } else if (!byClient) {
+    setStatus("stopped", `Disconnected (${code}).`);
+  }
+});
+client.on("subscribed", (frame) => {
+  if (frame.topic === room) refreshPresence(room);
+});
+client.on("message", (message) => {
+  if (message.topic === room) addMessage(message);
+});
+client.on("presence_diff", (diff) => {
+  if (diff.topic !== room) return;
+  for (const user of diff.left) roster.delete(user.id);
+  for (const user of diff.joined) roster.set(user.id, user.username);
+  renderPresence();
+});
+client.on("error", (error) => {
+  if (!String(error.code).startsWith("client_")) showPostError(`${error.code}: ${error.detail}`);
+});
+
+for (const button of document.querySelectorAll("button.room")) {
+  button.addEventListener("click", () => joinRoom(button.dataset.room));
+}
+
+roomInput.addEventListener("input", () => roomInput.setCustomValidity(""));
+roomForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const next = normaliseRoom(roomInput.value);
+  if (next === null) {
+    roomInput.setCustomValidity("1 to 64 of a-z, 0-9, - and _");
+    roomInput.reportValidity();
+    return;
+  }
+  roomInput.value = "";
+  joinRoom(next);
+});
+
+postForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const text = postText.value;
+  if (text.trim() === "" || room === null) return;
+  postButton.disabled = true;
+  showPostError("");
+  try {
+    await client.publish(room, text);
+    postText.value = "";
+  } catch (error) {
+    if (error.code === "not_connected") showPostError("Not connected: the message was not sent.");
+    else if (error.code === "timeout") showPostError("No confirmation from the server: the message may not have been sent.");
+    else showPostError(`Not sent: ${error.message}`);
+  } finally {
+    postButton.disabled = !client.connected;
+    postText.focus();
+  }
+});
+
+joinRoom(normaliseRoom(decodeURIComponent(location.hash.slice(1))) ?? DEFAULT_ROOM);
+client.connect();
