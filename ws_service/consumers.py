@@ -26,6 +26,7 @@ from ws_service.protocol import (
     ErrorCode,
     ProtocolError,
     encode,
+    error_frame,
     optional_ref,
     optional_since,
     parse_frame,
@@ -118,6 +119,7 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
             logger.info("disconnected with code %s", code)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        message: dict[str, Any] = {}
         try:
             message = parse_frame(text_data, bytes_data)
             handler = HANDLERS.get(message["type"])
@@ -125,9 +127,9 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
                 raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {message['type'][:64]!r}")
             await handler(self, message)
         except TopicError as error:
-            await self.send_message({"type": "error", "code": error.code, "detail": error.detail})
+            await self.send_message(error_frame(error.code, error.detail, message))
         except ProtocolError as error:
-            await self.send_message(error.frame())
+            await self.send_message(error_frame(str(error.code), error.detail, message))
 
     async def send_message(self, message: dict[str, Any]) -> None:
         await self.send(text_data=encode(message))

@@ -40,9 +40,6 @@ class ProtocolError(Exception):
     code: ErrorCode
     detail: str
 
-    def frame(self) -> dict[str, Any]:
-        return {"type": "error", "code": str(self.code), "detail": self.detail}
-
 
 def parse_frame(text_data: str | None, bytes_data: bytes | None) -> dict[str, Any]:
     """The message object of a frame; raises :class:`ProtocolError` on a bad one."""
@@ -77,6 +74,15 @@ def optional_ref(message: dict[str, Any]) -> str | None:
     if not isinstance(ref, str) or len(ref) > MAX_REF_LENGTH:
         raise ProtocolError(ErrorCode.BAD_MESSAGE, f'"ref" must be a string of at most {MAX_REF_LENGTH} characters')
     return ref
+
+
+def error_frame(code: str, detail: str, request: dict[str, Any]) -> dict[str, Any]:
+    """An error frame; it echoes the request's ``ref`` when that was a valid one."""
+    frame: dict[str, Any] = {"type": "error", "code": code, "detail": detail}
+    ref = request.get("ref")
+    if isinstance(ref, str) and len(ref) <= MAX_REF_LENGTH:
+        frame["ref"] = ref
+    return frame
 
 
 def encode(message: dict[str, Any]) -> str:

@@ -260,3 +260,11 @@ async def test_other_saves_of_the_user_do_not_close_sockets() -> None:
     await sync_to_async(rename)()
     assert await alice.receive_nothing(0.5)
     await alice.disconnect()
+
+
+async def test_error_frames_echo_the_requests_ref() -> None:
+    alice, _, _ = await _connect("alice")
+    reply = await _request(alice, {"type": "publish", "topic": "nope", "text": "x", "ref": "req-7"})
+    assert reply == {"type": "error", "code": "bad_topic", "detail": reply["detail"], "ref": "req-7"}
+    assert "ref" not in await _request(alice, {"type": "publish", "topic": "nope", "ref": 5})
+    await alice.disconnect()
