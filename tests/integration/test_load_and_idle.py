@@ -63,12 +63,14 @@ async def test_burst_of_concurrent_connects_all_succeed(ws_server: DaphneServer)
     elapsed = time.monotonic() - started
     failures = [r for r in results if isinstance(r, BaseException)]
     sockets = [r for r in results if isinstance(r, ClientConnection)]
-    assert failures == [], f"{len(failures)} of {BURST} failed, first: {failures[:1]!r}"
-    # Every socket is live and subscribed: one push to the user reaches all of them.
-    await push_to_user(user.pk, {"type": "notice", "n": 1})
-    delivered = await asyncio.gather(*(recv_json(ws, 30) for ws in sockets))
-    assert all(message == {"type": "notice", "n": 1} for message in delivered)
-    await asyncio.gather(*(ws.close() for ws in sockets))
+    try:
+        assert failures == [], f"{len(failures)} of {BURST} failed, first: {failures[:1]!r}"
+        # Every socket is live and subscribed: one push to the user reaches all of them.
+        await push_to_user(user.pk, {"type": "notice", "n": 1})
+        delivered = await asyncio.gather(*(recv_json(ws, 30, validate=False) for ws in sockets))
+        assert all(message == {"type": "notice", "n": 1} for message in delivered)
+    finally:
+        await asyncio.gather(*(ws.close() for ws in sockets))
     print(f"\n{BURST} concurrent connects+auth in {elapsed:.1f}s")
 
 
@@ -79,7 +81,7 @@ async def test_idle_connection_stays_open_and_still_receives(ws_server: DaphneSe
     assert (await recv_json(ws))["type"] == "welcome"
     await asyncio.sleep(IDLE_SECONDS)
     await push_to_user(user.pk, {"type": "notice", "text": "after a minute"})
-    assert await recv_json(ws) == {"type": "notice", "text": "after a minute"}
+    assert await recv_json(ws, validate=False) == {"type": "notice", "text": "after a minute"}
     await send_json(ws, {"type": "ping"})
     assert await recv_json(ws) == {"type": "pong"}
     await ws.close()

@@ -1,6 +1,6 @@
 """Readiness follows Redis: 503 while it is stopped, 200 again once it returns.
 
-Runs last among the integration tests (file order): it stops the shared Redis.
+It stops the shared Redis and always starts it again before it ends.
 """
 
 from __future__ import annotations

@@ -66,12 +66,17 @@ async def open_ws(
     )
 
 
-async def recv_json(ws: ClientConnection, wait: float = 5) -> dict[str, Any]:
-    """The next server frame, checked against docs/asyncapi.yaml."""
+async def recv_json(ws: ClientConnection, wait: float = 5, *, validate: bool = True) -> dict[str, Any]:
+    """The next server frame, checked against docs/asyncapi.yaml.
+
+    ``validate=False`` is for application payloads pushed with ``ws_push`` /
+    ``shared.push``, which the server forwards unchanged and the spec cannot know.
+    """
     raw = await asyncio.wait_for(ws.recv(decode=True), wait)
     assert isinstance(raw, str)
     message: dict[str, Any] = json.loads(raw)
-    validate_frame(message, "server")
+    if validate:
+        validate_frame(message, "server")
     return message
 
 
