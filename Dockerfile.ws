@@ -44,6 +44,7 @@ COPY --from=build /opt/venv /opt/venv
 COPY shared/ shared/
 COPY web_service/ web_service/
 COPY ws_service/ ws_service/
+COPY clients/js/src/ clients/js/src/
 # ws_service.asgi builds Django's HTTP handler too, whose WhiteNoise middleware
 # warns at start when STATIC_ROOT is missing; the ws service serves no static
 # files, so an empty directory is all it needs.

@@ -139,6 +139,8 @@ WS_TICKET_TTL_SECONDS = env_int("WS_TICKET_TTL_SECONDS", 30, minimum=1, maximum=
 MESSAGE_MAX_LENGTH = env_int("MESSAGE_MAX_LENGTH", 4000, minimum=1)
 MESSAGE_RETENTION_DAYS = env_int("MESSAGE_RETENTION_DAYS", 30, minimum=1)
 PRESENCE_TTL_SECONDS = env_int("PRESENCE_TTL_SECONDS", 30, minimum=3, maximum=300)
+# The WebSocket URL the demo page connects to; empty means same origin /ws/ (through the proxy).
+WS_PUBLIC_URL = env_str("WS_PUBLIC_URL", "")
 
 # ---------------------------------------------------------------------------
 # Security behind a reverse proxy
@@ -165,6 +167,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+# The dependency-free JS client, served to the demo page as static "ws-client.js".
+STATICFILES_DIRS = [BASE_DIR / "clients" / "js" / "src"]
 STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

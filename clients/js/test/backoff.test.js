@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import test from "node:test";
 
-import { DEFAULT_BACKOFF, WsClient, WsClientError, backoffDelay, toWebSocketUrl } from "../ws-client.js";
+import { DEFAULT_BACKOFF, WsClient, WsClientError, backoffDelay, toWebSocketUrl } from "../src/ws-client.js";
 
 const backoff = { baseMs: 100, capMs: 5000 };
 

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import test from "node:test";
 
-import { WsClient } from "../ws-client.js";
+import { WsClient } from "../src/ws-client.js";
 import { browserLikeSocket, liveEnv, login } from "../test-support/live.js";
 
 const env = liveEnv();

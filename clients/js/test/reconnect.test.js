@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import test from "node:test";
 
-import { WsClient } from "../ws-client.js";
+import { WsClient } from "../src/ws-client.js";
 import { Outage, browserLikeSocket, liveEnv, login, uniqueRoom, until } from "../test-support/live.js";
 
 const env = liveEnv();

@@ -1,5 +1,5 @@
 // The rooms demo on / (web_service/templates/web_service/home.html): live
-// messages and presence over /ws/ with the JS client (clients/js/ws-client.js).
+// messages and presence over /ws/ with the JS client (clients/js/src/ws-client.js).
 // Everything the page needs from the server is in data-* attributes of #demo.
 
 const root = document.getElementById("demo");
