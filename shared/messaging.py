@@ -61,11 +61,16 @@ def store_message(topic: str, text: str) -> dict[str, Any]:
     return message_payload(message, username)
 
 
-def messages_after(topic: str, since: int, until: int | None = None) -> list[dict[str, Any]]:
-    """Stored messages of ``topic`` with ``since < id <= until``, oldest first."""
+REPLAY_PAGE_SIZE = 500
+
+
+def messages_after(topic: str, since: int, until: int | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    """Stored messages of ``topic`` with ``since < id <= until``, oldest first, at most ``limit``."""
     query = Message.objects.filter(topic=topic, seq__gt=since).select_related("author").order_by("seq")
     if until is not None:
         query = query.filter(seq__lte=until)
+    if limit is not None:
+        query = query[:limit]
     return [message_payload(m, m.author.get_username()) for m in query]
 
 

@@ -53,10 +53,11 @@ def current_user_from_orm() -> dict[str, Any]:
 
 
 def _snapshot(topic: str, since: int | None) -> tuple[int, list[dict[str, Any]]]:
-    """The topic's last id and, when ``since`` is given, the messages after it up to that id."""
+    """The topic's last id and, when ``since`` is given, the first page of messages after it."""
     last = messaging.last_id(topic)
-    replay = messaging.messages_after(topic, since, until=last) if since is not None else []
-    return last, replay
+    if since is None:
+        return last, []
+    return last, messaging.messages_after(topic, since, until=last, limit=messaging.REPLAY_PAGE_SIZE)
 
 
 @contextmanager
@@ -165,11 +166,23 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
             last, replay = await database_sync_to_async(_snapshot)(topic, since)
         new = self.subscriptions.add(topic, last)
         await self.send_message({"type": "subscribed", "topic": topic, "last_id": last})
-        for payload in replay:
-            await self.send_message(payload)
+        await self._replay(topic, replay, last)
         if new:
             with _reported_as_unavailable("presence"):
                 await get_tracker().join(self._presence_entry(topic))
+
+    async def _replay(self, topic: str, page: list[dict[str, Any]], last: int) -> None:
+        """Send the replay up to ``last`` page by page, so memory stays bounded on long histories."""
+        while page:
+            for payload in page:
+                await self.send_message(payload)
+            sent = page[-1]["id"]
+            if sent >= last or len(page) < messaging.REPLAY_PAGE_SIZE:
+                return
+            with _reported_as_unavailable("replaying history"):
+                page = await database_sync_to_async(messaging.messages_after)(
+                    topic, sent, last, messaging.REPLAY_PAGE_SIZE
+                )
 
     async def on_unsubscribe(self, message: dict[str, Any]) -> None:
         topic = authorize(self.scope["user"], message.get("topic"))

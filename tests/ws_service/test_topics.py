@@ -268,3 +268,19 @@ async def test_error_frames_echo_the_requests_ref() -> None:
     assert reply == {"type": "error", "code": "bad_topic", "detail": reply["detail"], "ref": "req-7"}
     assert "ref" not in await _request(alice, {"type": "publish", "topic": "nope", "ref": 5})
     await alice.disconnect()
+
+
+async def test_long_replays_are_sent_page_by_page_without_gaps(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(messaging, "REPLAY_PAGE_SIZE", 4)
+    alice, alice_user, _ = await _connect("alice")
+
+    def store_many() -> None:
+        with use_current_user(alice_user):
+            for i in range(11):
+                messaging.store_message("room.long", f"m{i + 1}")
+
+    await sync_to_async(store_many)()
+    assert (await _subscribe(alice, "room.long", since=1))["last_id"] == 11
+    replay = [await _next_of(alice, "message") for _ in range(10)]
+    assert [m["id"] for m in replay] == list(range(2, 12))
+    await alice.disconnect()
