@@ -1,0 +1,140 @@
+"""Host header validation at the WebSocket handshake (``ws_service.host.HostValidator``).
+
+The validator is tested on its own, around a trivial inner application that
+accepts every handshake it is given: a refused handshake never reaches it, and
+Daphne turns a close before accept into HTTP 403.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from channels.testing import HttpCommunicator, WebsocketCommunicator
+from django.test import override_settings
+
+from ws_service.asgi_types import Receive, Scope, Send
+from ws_service.host import HostValidator, effective_allowed_hosts, host_allowed
+
+ALLOWED_HOSTS = ["example.com", ".example.org", "127.0.0.1", "[::1]"]
+
+
+class AcceptingApp:
+    """Accepts every WebSocket handshake and answers every HTTP request with 200; records scopes."""
+
+    def __init__(self) -> None:
+        self.scopes: list[Scope] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.scopes.append(scope)
+        if scope["type"] == "websocket":
+            await receive()  # websocket.connect
+            await send({"type": "websocket.accept"})
+            await receive()  # websocket.disconnect
+            return
+        await receive()  # http.request
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def _handshake(headers: list[tuple[bytes, bytes]]) -> tuple[bool, AcceptingApp]:
+    """Whether a handshake with ``headers`` is accepted, and the inner app it would reach."""
+    inner = AcceptingApp()
+    communicator = WebsocketCommunicator(HostValidator(inner), "/ws/", headers=headers)
+    connected, _ = await communicator.connect()
+    if connected:
+        await communicator.disconnect()
+    else:
+        await communicator.wait()
+    return connected, inner
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        ("example.com", True),
+        ("EXAMPLE.COM:443", True),
+        ("example.com.", True),  # trailing dot, as Django accepts it
+        ("example.org", True),
+        ("sub.example.org:8443", True),
+        ("127.0.0.1:8001", True),
+        ("[::1]:8001", True),
+        ("evil.example", False),
+        ("example.com.evil.example", False),
+        ("evilexample.org", False),
+        ("notexample.com", False),
+        ("127.0.0.2", False),
+        ("", False),
+        ("example.com:notaport", False),
+        ("example.com@evil.example", False),
+        ("exa mple.com", False),
+        (None, False),
+    ],
+)
+def test_host_rules(host: str | None, allowed: bool) -> None:
+    assert host_allowed(host, ALLOWED_HOSTS) is allowed
+
+
+def test_debug_with_no_allowed_hosts_allows_only_localhost_variants() -> None:
+    assert effective_allowed_hosts([], debug=False) == []
+    assert effective_allowed_hosts(["example.com"], debug=True) == ["example.com"]
+    debug_hosts = effective_allowed_hosts([], debug=True)
+    assert host_allowed("localhost:8001", debug_hosts)
+    assert host_allowed("app.localhost", debug_hosts)
+    assert not host_allowed("evil.example", debug_hosts)
+
+
+@override_settings(ALLOWED_HOSTS=ALLOWED_HOSTS)
+@pytest.mark.parametrize("host", ["example.com", "sub.example.org:8443", "[::1]:8001"])
+async def test_allowed_host_reaches_the_inner_app(host: str) -> None:
+    connected, inner = await _handshake([(b"host", host.encode()), (b"origin", b"https://example.com")])
+    assert connected
+    assert len(inner.scopes) == 1
+
+
+@override_settings(ALLOWED_HOSTS=ALLOWED_HOSTS)
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b"host", b"evil.example")],
+        [(b"host", b"example.com.evil.example:443")],
+        [(b"host", b"")],
+        [(b"host", b"example.com\xff")],
+        [],  # no Host header at all
+        [(b"host", b"example.com"), (b"host", b"evil.example")],  # ambiguous: two Host headers
+    ],
+    ids=["foreign", "suffix-trick", "empty", "garbage", "missing", "duplicate"],
+)
+async def test_refused_host_never_reaches_the_inner_app(
+    headers: list[tuple[bytes, bytes]], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="ws.host"):
+        connected, inner = await _handshake([*headers, (b"origin", b"https://example.com")])
+    assert connected is False
+    assert inner.scopes == []
+    assert "refused WebSocket handshake" in caplog.text
+
+
+@override_settings(ALLOWED_HOSTS=ALLOWED_HOSTS)
+async def test_refusal_is_a_close_before_accept() -> None:
+    """A close before accept is what Daphne answers with HTTP 403 (ASGI spec)."""
+    communicator = WebsocketCommunicator(HostValidator(AcceptingApp()), "/ws/", headers=[(b"host", b"evil.example")])
+    await communicator.send_input({"type": "websocket.connect"})
+    assert await communicator.receive_output(1) == {"type": "websocket.close"}
+    await communicator.wait()
+
+
+@override_settings(ALLOWED_HOSTS=[], DEBUG=True)
+async def test_debug_with_no_allowed_hosts_accepts_localhost_only() -> None:
+    assert (await _handshake([(b"host", b"localhost:8001")]))[0] is True
+    assert (await _handshake([(b"host", b"evil.example")]))[0] is False
+
+
+@override_settings(ALLOWED_HOSTS=ALLOWED_HOSTS)
+async def test_http_scopes_pass_through() -> None:
+    """Health probes answer whatever Host an orchestrator sends."""
+    inner = AcceptingApp()
+    communicator = HttpCommunicator(HostValidator(inner), "GET", "/healthz", headers=[(b"host", b"10.0.0.7:8001")])
+    response = await communicator.get_response(timeout=1)
+    assert response["status"] == 200
+    assert len(inner.scopes) == 1

@@ -1,0 +1,71 @@
+"""Host header validation at the WebSocket handshake (Django's ALLOWED_HOSTS).
+
+Django checks the Host header of every HTTP request (``HttpRequest.get_host``)
+but nothing checks a WebSocket handshake's: Channels hands the scope straight
+to the consumer. ``HostValidator`` applies the same rule to handshakes so that
+a request for a foreign host (DNS rebinding, cache or password-reset style
+host poisoning) is refused with HTTP 403 before any authentication runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from django.conf import settings
+from django.http.request import split_domain_port, validate_host
+
+from ws_service.asgi_types import ASGIApp, Receive, Scope, Send, deny_handshake
+
+logger = logging.getLogger("ws.host")
+
+# Django's own fallback when DEBUG is on and ALLOWED_HOSTS is empty.
+DEBUG_ALLOWED_HOSTS = (".localhost", "127.0.0.1", "[::1]")
+
+
+def _host_headers(scope: Scope) -> list[str]:
+    """Every ``Host`` header value of the handshake, decoded as latin-1."""
+    return [bytes(value).decode("latin-1") for key, value in scope.get("headers", ()) if key == b"host"]
+
+
+def effective_allowed_hosts(allowed_hosts: Sequence[str], debug: bool) -> list[str]:
+    """ALLOWED_HOSTS as Django applies it: localhost variants when empty under DEBUG."""
+    if debug and not allowed_hosts:
+        return list(DEBUG_ALLOWED_HOSTS)
+    return list(allowed_hosts)
+
+
+def host_allowed(host: str | None, allowed_hosts: Sequence[str]) -> bool:
+    """Whether a handshake's ``Host`` header (port allowed) matches ``allowed_hosts``.
+
+    A missing or malformed host is refused; the port is ignored, as Django does.
+    """
+    if host is None:
+        return False
+    domain, _port = split_domain_port(host)
+    return bool(domain) and validate_host(domain, list(allowed_hosts))
+
+
+class HostValidator:
+    """Refuses WebSocket handshakes whose ``Host`` is not in ALLOWED_HOSTS with 403.
+
+    A handshake with no ``Host`` header, or with more than one, is refused too.
+    Other scope types pass through unchanged (the ws service's HTTP side is
+    health probes only, which must answer whatever host the orchestrator uses).
+    """
+
+    def __init__(self, inner: ASGIApp) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await self.inner(scope, receive, send)
+            return
+        hosts = _host_headers(scope)
+        host = hosts[0] if len(hosts) == 1 else None
+        allowed = effective_allowed_hosts(settings.ALLOWED_HOSTS, settings.DEBUG)
+        if host_allowed(host, allowed):
+            await self.inner(scope, receive, send)
+            return
+        logger.warning("refused WebSocket handshake: host %r not in ALLOWED_HOSTS", hosts)
+        await deny_handshake(receive, send)
