@@ -2,17 +2,23 @@
 
 The validator is tested on its own, around a trivial inner application that
 accepts every handshake it is given: a refused handshake never reaches it, and
-Daphne turns a close before accept into HTTP 403.
+a real Daphne (serving ``application`` below) answers it with HTTP 403.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from channels.testing import HttpCommunicator, WebsocketCommunicator
 from django.test import override_settings
 
+from tests.support.servers import HOST, DaphneServer
 from ws_service.asgi_types import Receive, Scope, Send
 from ws_service.host import HostValidator, effective_allowed_hosts, host_allowed
 
@@ -35,6 +41,10 @@ class AcceptingApp:
         await receive()  # http.request
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
+
+
+# Served by the real Daphne in test_daphne_answers_a_foreign_host_with_403.
+application = HostValidator(AcceptingApp())
 
 
 async def _handshake(headers: list[tuple[bytes, bytes]]) -> tuple[bool, AcceptingApp]:
@@ -138,3 +148,51 @@ async def test_http_scopes_pass_through() -> None:
     response = await communicator.get_response(timeout=1)
     assert response["status"] == 200
     assert len(inner.scopes) == 1
+
+
+@pytest.fixture(scope="module")
+def host_checked_daphne(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaphneServer]:
+    """Daphne serving ``application`` (HostValidator around AcceptingApp), ALLOWED_HOSTS=example.com,127.0.0.1."""
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="shared.settings", DJANGO_ALLOWED_HOSTS="example.com,127.0.0.1")
+    command = [sys.executable, "-m", "daphne", "-b", HOST, "-p", "{port}", f"{__name__}:application"]
+    server = DaphneServer("host-check", command, env, tmp_path_factory.mktemp("host-check") / "daphne.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+def _raw_handshake_status(port: int, host: str) -> str:
+    """The status line Daphne answers a WebSocket upgrade request for ``host`` with."""
+    request = (
+        f"GET /ws/ HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    with socket.create_connection((HOST, port), timeout=5) as sock:
+        sock.sendall(request.encode("latin-1"))
+        response = b""
+        while b"\r\n" not in response:
+            chunk = sock.recv(1024)
+            if not chunk:
+                break
+            response += chunk
+    return response.split(b"\r\n", 1)[0].decode("latin-1")
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [
+        ("example.com", "101"),
+        (f"{HOST}:8001", "101"),
+        ("evil.example", "403"),
+        ("example.com.evil.example:443", "403"),
+    ],
+)
+def test_daphne_answers_a_foreign_host_with_403(host_checked_daphne: DaphneServer, host: str, status: str) -> None:
+    status_line = _raw_handshake_status(host_checked_daphne.port, host)
+    assert status_line.split(" ")[1] == status, status_line
+
+
+def test_refusals_are_logged_by_the_server(host_checked_daphne: DaphneServer) -> None:
+    _raw_handshake_status(host_checked_daphne.port, "rebinding.attacker.example")
+    log = Path(host_checked_daphne.log_path).read_text()
+    assert "refused WebSocket handshake: host ['rebinding.attacker.example']" in log
