@@ -144,6 +144,23 @@ PRESENCE_TTL_SECONDS = env_int("PRESENCE_TTL_SECONDS", 20, minimum=3, maximum=30
 WS_PUBLIC_URL = env_str("WS_PUBLIC_URL", "")
 
 # ---------------------------------------------------------------------------
+# WebSocket limits
+# ---------------------------------------------------------------------------
+# Largest inbound message in bytes: Daphne (the ws launcher) fails a larger one
+# with close 1009, and the ASGI layer enforces it again for any other server.
+WS_MAX_MESSAGE_BYTES = env_int("WS_MAX_MESSAGE_BYTES", 64 * 1024, minimum=1024)
+# Deepest JSON nesting and longest string (key or value, in characters) of a frame.
+WS_MAX_JSON_DEPTH = env_int("WS_MAX_JSON_DEPTH", 16, minimum=2)
+WS_MAX_STRING_LENGTH = env_int("WS_MAX_STRING_LENGTH", 8192, minimum=64)
+# Per-connection token bucket: frames per second, and the burst allowed on top.
+WS_RATE_LIMIT_PER_SECOND = env_float("WS_RATE_LIMIT_PER_SECOND", 20.0, minimum=0.1)
+WS_RATE_LIMIT_BURST = env_int("WS_RATE_LIMIT_BURST", 40, minimum=1)
+# This many rate-limited frames within 10 s close the connection with 1008.
+WS_RATE_LIMIT_STRIKES = env_int("WS_RATE_LIMIT_STRIKES", 50, minimum=1)
+# Open connections per user across every replica; more are closed with 4429.
+WS_MAX_CONNECTIONS_PER_USER = env_int("WS_MAX_CONNECTIONS_PER_USER", 20, minimum=1)
+
+# ---------------------------------------------------------------------------
 # Security behind a reverse proxy
 # ---------------------------------------------------------------------------
 if env_bool("DJANGO_TRUST_X_FORWARDED_PROTO", False):

@@ -11,12 +11,20 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from django.conf import settings
+
 # Close codes (RFC 6455 private range 4000-4999 for application codes).
+CLOSE_SERVICE_RESTART = 1012
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 # 1013 (RFC 6455 "try again later") cannot be sent through Daphne, which only
 # accepts 1000 and 3000-4999, so the application range mirrors it.
 CLOSE_TRY_AGAIN_LATER = 4013
+# Over the per-user connection limit (WS_MAX_CONNECTIONS_PER_USER).
+CLOSE_TOO_MANY_CONNECTIONS = 4429
+# RFC 6455 codes for abuse (sustained flooding) and an oversize message.
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_MESSAGE_TOO_BIG = 1009
 
 MAX_REF_LENGTH = 64
 
@@ -31,6 +39,7 @@ class ErrorCode(StrEnum):
     FORBIDDEN = "forbidden"
     NOT_SUBSCRIBED = "not_subscribed"
     UNAVAILABLE = "unavailable"
+    INTERNAL = "internal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,19 +50,75 @@ class ProtocolError(Exception):
     detail: str
 
 
-def parse_frame(text_data: str | None, bytes_data: bytes | None) -> dict[str, Any]:
-    """The message object of a frame; raises :class:`ProtocolError` on a bad one."""
+def parse_frame(
+    text_data: str | None,
+    bytes_data: bytes | None,
+    *,
+    max_depth: int | None = None,
+    max_string_length: int | None = None,
+) -> dict[str, Any]:
+    """The message object of a frame; raises :class:`ProtocolError` on a bad one.
+
+    Nesting deeper than ``max_depth`` or a string (key or value) longer than
+    ``max_string_length`` is ``bad_message``; both default to the settings
+    ``WS_MAX_JSON_DEPTH`` and ``WS_MAX_STRING_LENGTH``. JSON too deep for the
+    parser itself is ``bad_json``, like any other unparsable frame.
+    """
     if text_data is None:
         raise ProtocolError(ErrorCode.BAD_MESSAGE, "binary frames are not supported: send JSON text frames")
     try:
         message = json.loads(text_data)
     except (ValueError, RecursionError):
         raise ProtocolError(ErrorCode.BAD_JSON, "the frame is not valid JSON") from None
+    check_json_limits(
+        message,
+        max_depth=settings.WS_MAX_JSON_DEPTH if max_depth is None else max_depth,
+        max_string_length=settings.WS_MAX_STRING_LENGTH if max_string_length is None else max_string_length,
+    )
     if not isinstance(message, dict):
         raise ProtocolError(ErrorCode.BAD_MESSAGE, "a message must be a JSON object")
     if not isinstance(message.get("type"), str):
         raise ProtocolError(ErrorCode.BAD_MESSAGE, 'a message needs a string "type"')
     return message
+
+
+def check_json_limits(value: Any, *, max_depth: int, max_string_length: int) -> None:
+    """Raise ``bad_message`` when a parsed JSON value nests or its strings run too far.
+
+    Objects and arrays nest: the top-level one is depth 1, ``{"a": {"b": 1}}``
+    is depth 2 (scalars add no level). Every key and every
+    string value counts towards the string limit and must be valid Unicode.
+    Iterative, so it cannot overflow the stack whatever the input.
+    """
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list) and depth > max_depth:
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"JSON nesting deeper than {max_depth} levels")
+        if isinstance(item, str):
+            _check_string(item, max_string_length)
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                _check_string(key, max_string_length)
+                pending.append((child, depth + 1))
+        elif isinstance(item, list):
+            pending.extend((child, depth + 1) for child in item)
+
+
+def _check_string(text: str, max_length: int) -> None:
+    """A string must fit the length limit and be valid Unicode.
+
+    JSON escapes can smuggle in lone surrogates (``"\\ud800"``), which cannot
+    be encoded as UTF-8: echoed back in a frame or stored, they would fail far
+    from here, so they are refused up front.
+    """
+    if len(text) > max_length:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"a string is longer than {max_length} characters")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, "a string holds a lone surrogate (invalid Unicode)") from None
 
 
 def optional_since(message: dict[str, Any]) -> int | None:

@@ -1,0 +1,151 @@
+"""Bad input against the ws service under real Daphne: each case ends with an exact code.
+
+Frame mistakes get an error frame and the connection stays open (checked with
+a ping afterwards); frames over the rate limit get ``rate_limited``; bad
+tickets close with 4401 and a foreign origin gets HTTP 403. Runs with the
+default limits (README: configuration).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.utils import timezone
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from shared.models import WsTicket
+from shared.tickets import issue_ticket
+from tests.support.live import open_ws, recv_json, send_json
+from tests.support.servers import DaphneServer
+from tests.support.users import make_user, session_key_for
+from ws_service.protocol import (
+    CLOSE_UNAUTHENTICATED,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def _session(username: str) -> str:
+    user = await sync_to_async(make_user)(username)
+    return f"sessionid={await sync_to_async(session_key_for)(user)}"
+
+
+async def _welcomed(ws_server: DaphneServer, cookie: str) -> ClientConnection:
+    ws = await open_ws(ws_server.ws_url, cookie=cookie)
+    assert (await recv_json(ws))["type"] == "welcome"
+    return ws
+
+
+async def _read_until_closed(ws: ClientConnection, wait: float = 10) -> tuple[int, list[dict[str, Any]]]:
+    """Read frames until the server closes (bounded by ``wait``); its close code and the frames read."""
+    frames: list[dict[str, Any]] = []
+    with contextlib.suppress(ConnectionClosed):  # how every read ends
+        async with asyncio.timeout(wait):
+            while True:
+                frames.append(json.loads(await ws.recv()))
+    received = ws.protocol.close_rcvd
+    assert received is not None, f"the server sent no close frame (close code {ws.close_code})"
+    return received.code, frames
+
+
+async def _close_code(ws: ClientConnection, wait: float = 10) -> int:
+    """Read until the server closes; the close code it sent."""
+    code, _ = await _read_until_closed(ws, wait)
+    return code
+
+
+async def _still_answers_ping(ws: ClientConnection) -> None:
+    await send_json(ws, {"type": "ping"})
+    assert await recv_json(ws) == {"type": "pong"}
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    value: Any = 1
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return {"type": "ping", "x": value}
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("{not json", "bad_json"),
+        ("[" * 60_000, "bad_json"),  # deeper than the parser goes
+        (b'{"type": "ping"}', "bad_message"),  # binary
+        ('["ping"]', "bad_message"),
+        ('{"type": 5}', "bad_message"),
+        (json.dumps(_nested(17)), "bad_message"),  # default WS_MAX_JSON_DEPTH is 16
+        (json.dumps({"type": "ping", "x": "a" * 8193}), "bad_message"),  # default WS_MAX_STRING_LENGTH is 8192
+        (json.dumps({"type": "ping", "k" * 8193: 1}), "bad_message"),
+        ('{"type": "ping", "x": "\\ud800"}', "bad_message"),  # a lone surrogate: not valid Unicode
+        ('{"type": "launch_missiles"}', "unknown_type"),
+    ],
+    # Plain ids: a "{" in PYTEST_CURRENT_TEST would break the servers' env templating.
+    ids=[
+        "not-json",
+        "too-deep-to-parse",
+        "binary",
+        "array",
+        "type-not-string",
+        "depth-17",
+        "long-string",
+        "long-key",
+        "lone-surrogate",
+        "unknown-type",
+    ],
+)
+async def test_bad_frames_get_an_exact_error_code_and_the_connection_stays_open(
+    ws_server: DaphneServer, frame: str | bytes, code: str
+) -> None:
+    ws = await _welcomed(ws_server, await _session("alice"))
+    await ws.send(frame)
+    error = await recv_json(ws)
+    assert (error["type"], error["code"]) == ("error", code)
+    await _still_answers_ping(ws)
+    await ws.close()
+
+
+async def test_frames_over_the_rate_limit_get_rate_limited_and_other_connections_are_unaffected(
+    ws_server: DaphneServer,
+) -> None:
+    cookie = await _session("alice")
+    ws = await _welcomed(ws_server, cookie)
+    for _ in range(45):  # default burst: 40
+        await ws.send('{"type": "ping", "ref": "fast"}')
+    replies = [await recv_json(ws, validate=False) for _ in range(45)]
+    errors = [reply for reply in replies if reply["type"] == "error"]
+    assert errors
+    assert all((error["code"], error["ref"]) == ("rate_limited", "fast") for error in errors)
+    assert sum(reply == {"type": "pong"} for reply in replies) == 45 - len(errors) >= 40
+    other = await _welcomed(ws_server, cookie)  # the bucket is per connection
+    await _still_answers_ping(other)
+    await asyncio.gather(ws.close(), other.close())
+
+
+async def test_forged_expired_and_replayed_tickets_close_4401(ws_server: DaphneServer) -> None:
+    user = await sync_to_async(make_user)("alice")
+    ticket, _ = await sync_to_async(issue_ticket)(user)
+    ws = await open_ws(ws_server.ws_url, ticket=ticket)
+    assert (await recv_json(ws))["type"] == "welcome"
+    await ws.close()
+    replayed = await open_ws(ws_server.ws_url, ticket=ticket)
+    assert await _close_code(replayed) == CLOSE_UNAUTHENTICATED
+    forged = await open_ws(ws_server.ws_url, ticket="A" * 43)
+    assert await _close_code(forged) == CLOSE_UNAUTHENTICATED
+    expired_ticket, _ = await sync_to_async(issue_ticket)(user)
+    await sync_to_async(WsTicket.objects.update)(expires_at=timezone.now() - timedelta(seconds=1))
+    expired = await open_ws(ws_server.ws_url, ticket=expired_ticket)
+    assert await _close_code(expired) == CLOSE_UNAUTHENTICATED
+
+
+async def test_a_foreign_origin_gets_403(ws_server: DaphneServer) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        await open_ws(ws_server.ws_url, origin="https://evil.example", cookie=await _session("alice"))
+    assert refused.value.response.status_code == 403

@@ -1,0 +1,129 @@
+"""Per-user open-connection counting across every ws replica, kept in Redis.
+
+Each open connection of a user is a member ``<connection_id>`` of the sorted
+set ``<prefix>:conns:user:<user_id>``, scored by when it expires. Its process
+refreshes it every ``PRESENCE_TTL_SECONDS / 3`` (the same period as presence),
+so a crashed replica's connections stop counting within TTL + TTL/3. Taking a
+slot is one Lua script (drop expired members, count, add if below the limit),
+hence atomic across replicas: two simultaneous connects can never both take
+the last slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from dataclasses import dataclass
+
+from django.conf import settings
+from redis.exceptions import RedisError
+
+from shared.redis_client import get_redis
+
+logger = logging.getLogger("ws.limits")
+
+# KEYS[1] the user's set; ARGV: now, expiry, member, limit, key ttl (seconds).
+_ACQUIRE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZSCORE', KEYS[1], ARGV[3]) == false and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+# Extend a live slot, or put back one that vanished (Redis lost its data).
+_REFRESH = """
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """One open connection of one user."""
+
+    user_id: int
+    connection_id: str
+
+    @property
+    def key(self) -> str:
+        return user_key(self.user_id)
+
+
+def user_key(user_id: int) -> str:
+    """The Redis key holding a user's open connections."""
+    return f"{settings.CHANNEL_LAYER_PREFIX}:conns:user:{user_id}"
+
+
+def _ttl() -> int:
+    ttl: int = settings.PRESENCE_TTL_SECONDS
+    return ttl
+
+
+async def open_connections(user_id: int) -> int:
+    """How many live connections ``user_id`` has, on every replica."""
+    return int(await get_redis().zcount(user_key(user_id), time.time(), "+inf"))
+
+
+class SlotTracker:
+    """Takes and releases this process's slots, and keeps them alive while open.
+
+    The refresh task runs only while the process has open slots; a failed
+    round is logged and the next one retries.
+    """
+
+    def __init__(self) -> None:
+        self.slots: set[Slot] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    async def acquire(self, slot: Slot, limit: int) -> bool:
+        """Take a slot; ``False`` when the user already has ``limit`` open connections."""
+        now = time.time()
+        ttl = _ttl()
+        taken = await get_redis().eval(_ACQUIRE, 1, slot.key, now, now + ttl, slot.connection_id, limit, ttl * 2)
+        if int(taken) != 1:
+            return False
+        self.slots.add(slot)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="connection-slots")
+        return True
+
+    async def release(self, slot: Slot) -> None:
+        """Give a slot back (idempotent)."""
+        self.slots.discard(slot)
+        await get_redis().zrem(slot.key, slot.connection_id)
+
+    async def tick(self) -> None:
+        """One round: extend every slot this process holds."""
+        ttl = _ttl()
+        client = get_redis()
+        for slot in list(self.slots):
+            await client.eval(_REFRESH, 1, slot.key, time.time() + ttl, slot.connection_id, ttl * 2)
+            if slot not in self.slots:  # released while being refreshed: do not resurrect it
+                await client.zrem(slot.key, slot.connection_id)
+
+    async def _run(self) -> None:
+        interval = _ttl() / 3
+        while self.slots:
+            await asyncio.sleep(interval)
+            try:
+                await self.tick()
+            except (RedisError, OSError) as exc:
+                logger.warning("connection slot refresh failed, retrying in %.0fs: %s", interval, exc)
+
+
+_trackers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SlotTracker] = weakref.WeakKeyDictionary()
+
+
+def get_slot_tracker() -> SlotTracker:
+    """The tracker of the running event loop (one per ws process)."""
+    loop = asyncio.get_running_loop()
+    tracker = _trackers.get(loop)
+    if tracker is None:
+        tracker = _trackers[loop] = SlotTracker()
+    return tracker

@@ -1,0 +1,193 @@
+"""Per-connection and per-user limits, as ASGI middlewares of the ws stack.
+
+* :class:`ConnectionLimitMiddleware`: at most ``WS_MAX_CONNECTIONS_PER_USER``
+  open connections per user across every replica; more are accepted and
+  closed at once with 4429 (the inner app never runs for them).
+* :class:`MessageSizeMiddleware`: a frame over ``WS_MAX_MESSAGE_BYTES`` closes
+  the connection with 1009. Daphne enforces the same limit first (the ws
+  launcher passes it); this is the fallback for servers that do not.
+* :class:`RateLimitMiddleware`: a token bucket per connection; a frame over it
+  never reaches the consumer and gets error ``rate_limited``. Sustained
+  flooding (``WS_RATE_LIMIT_STRIKES`` rejected frames within 10 s) closes the
+  connection with 1008.
+
+Stock Daphne/autobahn only lets an application send 1000 or 3000-4999. When
+the server refuses 1008/1009, the close falls back to the application-range
+twin (4008/4009), the same convention as 4013 for 1013.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from redis.exceptions import RedisError
+
+from ws_service.asgi_types import ASGIApp, Message, Receive, Scope, Send
+from ws_service.connection_slots import Slot, get_slot_tracker
+from ws_service.protocol import (
+    CLOSE_MESSAGE_TOO_BIG,
+    CLOSE_POLICY_VIOLATION,
+    CLOSE_TOO_MANY_CONNECTIONS,
+    ProtocolError,
+    encode,
+    error_frame,
+    parse_frame,
+)
+from ws_service.token_bucket import TokenBucket, WindowCounter
+
+logger = logging.getLogger("ws.limits")
+
+RATE_LIMITED = "rate_limited"
+STRIKE_WINDOW_SECONDS = 10.0
+# What an RFC close code becomes when the server only accepts 1000 and 3000-4999.
+APPLICATION_RANGE_TWIN = {CLOSE_POLICY_VIOLATION: 4008, CLOSE_MESSAGE_TOO_BIG: 4009}
+
+
+async def close_connection(send: Send, code: int) -> None:
+    """Close with ``code``; if the server refuses an RFC code, with its 4xxx twin."""
+    try:
+        await send({"type": "websocket.close", "code": code})
+    except Exception as exc:  # autobahn raises a bare Exception for a code it will not send
+        twin = APPLICATION_RANGE_TWIN.get(code)
+        if twin is None:
+            raise
+        logger.warning("server refused close code %s (%s); closing with %s", code, exc, twin)
+        await send({"type": "websocket.close", "code": twin})
+
+
+def _disconnect(code: int) -> Message:
+    """What the inner app receives once a middleware has closed the connection."""
+    return {"type": "websocket.disconnect", "code": code}
+
+
+def frame_size(message: Message) -> int:
+    """The payload size in bytes of a ``websocket.receive`` message."""
+    text = message.get("text")
+    if text is not None:
+        return len(str(text).encode("utf-8", "surrogatepass"))
+    return len(message.get("bytes") or b"")
+
+
+class MessageSizeMiddleware:
+    """Closes the connection with 1009 on a frame larger than ``WS_MAX_MESSAGE_BYTES``."""
+
+    def __init__(self, inner: ASGIApp) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await self.inner(scope, receive, send)
+            return
+        limit: int = settings.WS_MAX_MESSAGE_BYTES
+        closed = False
+
+        async def limited_receive() -> Message:
+            nonlocal closed
+            if closed:
+                return _disconnect(CLOSE_MESSAGE_TOO_BIG)
+            message = await receive()
+            if message["type"] == "websocket.receive" and frame_size(message) > limit:
+                closed = True
+                logger.warning("closing: a %d-byte frame is over the %d-byte limit", frame_size(message), limit)
+                await close_connection(send, CLOSE_MESSAGE_TOO_BIG)
+                return _disconnect(CLOSE_MESSAGE_TOO_BIG)
+            return message
+
+        await self.inner(scope, limited_receive, send)
+
+
+def _request_of(message: Message) -> dict[str, Any]:
+    """The parsed frame when it is a valid message (so its ``ref`` can be echoed), else ``{}``."""
+    try:
+        return parse_frame(message.get("text"), message.get("bytes"))
+    except ProtocolError:
+        return {}
+
+
+class RateLimitMiddleware:
+    """A token bucket per connection: frames over it get error ``rate_limited`` instead of processing.
+
+    ``WS_RATE_LIMIT_STRIKES`` rejected frames within 10 s close the connection
+    with 1008 (policy violation); the consumer then sees a disconnect and
+    cleans up as usual.
+    """
+
+    def __init__(self, inner: ASGIApp) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await self.inner(scope, receive, send)
+            return
+        bucket = TokenBucket(settings.WS_RATE_LIMIT_PER_SECOND, settings.WS_RATE_LIMIT_BURST)
+        strikes = WindowCounter(settings.WS_RATE_LIMIT_STRIKES, STRIKE_WINDOW_SECONDS)
+        closed = False
+
+        async def limited_receive() -> Message:
+            nonlocal closed
+            # Each pass consumes one inbound frame; at most STRIKES rejections end the loop.
+            while not closed:
+                message = await receive()
+                if message["type"] != "websocket.receive" or bucket.try_acquire():
+                    return message
+                if strikes.hit():
+                    closed = True
+                    logger.warning("closing: sustained flooding over the rate limit")
+                    await close_connection(send, CLOSE_POLICY_VIOLATION)
+                    break
+                detail = f"over {settings.WS_RATE_LIMIT_PER_SECOND:g} frames per second; slow down"
+                frame = error_frame(RATE_LIMITED, detail, _request_of(message))
+                await send({"type": "websocket.send", "text": encode(frame)})
+            return _disconnect(CLOSE_POLICY_VIOLATION)
+
+        await self.inner(scope, limited_receive, send)
+
+
+async def _refuse_over_limit(receive: Receive, send: Send) -> None:
+    """Accept the handshake and close at once with 4429, so the client sees why."""
+    message = await receive()
+    if message["type"] == "websocket.connect":
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": CLOSE_TOO_MANY_CONNECTIONS})
+
+
+class ConnectionLimitMiddleware:
+    """At most ``WS_MAX_CONNECTIONS_PER_USER`` open connections per user, across replicas.
+
+    Goes after authentication (it needs ``scope["user"]`` and
+    ``scope["connection_id"]``). Anonymous connections pass through (the
+    consumer closes them with 4401). When Redis cannot be reached the
+    connection is let through uncounted: availability wins over the limit.
+    The slot is released when the connection's app returns, whatever the reason.
+    """
+
+    def __init__(self, inner: ASGIApp) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        user = scope.get("user")
+        if scope["type"] != "websocket" or user is None or not user.is_authenticated:
+            await self.inner(scope, receive, send)
+            return
+        slot = Slot(user.pk, scope["connection_id"])
+        tracker = get_slot_tracker()
+        limit: int = settings.WS_MAX_CONNECTIONS_PER_USER
+        try:
+            admitted = await tracker.acquire(slot, limit)
+        except (RedisError, OSError) as exc:
+            logger.warning("connection limit not checked, Redis unavailable: %s", exc)
+            await self.inner(scope, receive, send)
+            return
+        if not admitted:
+            logger.info("refusing connection: user %s already has %d open", user.pk, limit)
+            await _refuse_over_limit(receive, send)
+            return
+        try:
+            await self.inner(scope, receive, send)
+        finally:
+            try:
+                await tracker.release(slot)
+            except (RedisError, OSError) as exc:
+                logger.warning("could not release connection slot (it expires by itself): %s", exc)

@@ -1,0 +1,69 @@
+"""Rate limiting primitives with an injectable clock: a token bucket and a sliding-window counter.
+
+Both are pure (no I/O, no event loop), so tests drive them with a fake clock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+
+Clock = Callable[[], float]
+
+
+class TokenBucket:
+    """``rate`` tokens per second refill a bucket holding at most ``burst`` tokens.
+
+    It starts full: a client may send ``burst`` frames at once, then ``rate``
+    per second on average.
+    """
+
+    def __init__(self, rate: float, burst: int, *, clock: Clock = time.monotonic) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("a token bucket needs rate > 0 and burst >= 1")
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._tokens = float(burst)
+        self._updated = clock()
+
+    @property
+    def tokens(self) -> float:
+        """The tokens available now."""
+        self._refill()
+        return self._tokens
+
+    def try_acquire(self, cost: float = 1.0) -> bool:
+        """Take ``cost`` tokens if available; ``False`` (and nothing taken) otherwise."""
+        self._refill()
+        if self._tokens >= cost:
+            self._tokens -= cost
+            return True
+        return False
+
+    def _refill(self) -> None:
+        now = self._clock()
+        elapsed = max(0.0, now - self._updated)  # a clock going backwards never adds tokens
+        self._updated = now
+        self._tokens = min(float(self.burst), self._tokens + elapsed * self.rate)
+
+
+class WindowCounter:
+    """Counts events in the last ``window`` seconds; memory is bounded by ``limit``."""
+
+    def __init__(self, limit: int, window: float, *, clock: Clock = time.monotonic) -> None:
+        if limit < 1 or window <= 0:
+            raise ValueError("a window counter needs limit >= 1 and window > 0")
+        self.limit = limit
+        self.window = window
+        self._clock = clock
+        self._events: deque[float] = deque(maxlen=limit)
+
+    def hit(self) -> bool:
+        """Record one event; ``True`` when ``limit`` events fall within the window."""
+        now = self._clock()
+        self._events.append(now)
+        while self._events and self._events[0] <= now - self.window:
+            self._events.popleft()
+        return len(self._events) >= self.limit
