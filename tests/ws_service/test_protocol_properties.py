@@ -133,6 +133,7 @@ async def _stop_background_work() -> None:
 @hypothesis_settings(
     max_examples=150,
     deadline=None,
+    database=None,  # no example database written into the checkout
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(frame=frames)
