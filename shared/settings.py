@@ -140,6 +140,8 @@ MESSAGE_MAX_LENGTH = env_int("MESSAGE_MAX_LENGTH", 4000, minimum=1)
 MESSAGE_RETENTION_DAYS = env_int("MESSAGE_RETENTION_DAYS", 30, minimum=1)
 # A crashed replica's entries vanish within TTL + TTL/3 (refresh and sweep period): 27 s by default.
 PRESENCE_TTL_SECONDS = env_int("PRESENCE_TTL_SECONDS", 20, minimum=3, maximum=300)
+# How often each ws process checks that Redis still holds its channel-layer state.
+WS_LAYER_CHECK_INTERVAL = env_float("WS_LAYER_CHECK_INTERVAL", 2.0, minimum=0.1)
 # The WebSocket URL the demo page connects to; empty means same origin /ws/ (through the proxy).
 WS_PUBLIC_URL = env_str("WS_PUBLIC_URL", "")
 

@@ -62,6 +62,18 @@ def static_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session", autouse=True)
+def asgi_applications_loaded(static_root: Path) -> None:
+    """Import both ASGI entry points once, up front.
+
+    ``get_asgi_application()`` calls ``django.setup()``, which re-applies
+    LOGGING and so removes pytest's log-capture handler. Done here, it never
+    happens in the middle of a test.
+    """
+    import web_service.asgi  # noqa: F401
+    import ws_service.asgi  # noqa: F401
+
+
 @pytest.fixture(scope="session")
 def service_env(postgres_server: PostgresServer, redis_server: RedisServer) -> dict[str, str]:
     """Settings patched for the test servers; the environment for service processes."""

@@ -2,9 +2,9 @@
 
 Credentials are read from the scope (cheap, synchronous), then resolved in a
 single ``database_sync_to_async`` call: a ticket is redeemed and its user
-loaded, or the session is loaded and its user checked exactly as Django's
-``auth.get_user`` does (session hash, so a password change logs the socket
-out on its next connect). The resolved user goes into ``scope["user"]`` and
+loaded, or the session is loaded and its user checked as Django's
+``auth.get_user`` does (session hash, including ``SECRET_KEY_FALLBACKS``; a
+password change makes the next connect anonymous), but read-only. The resolved user goes into ``scope["user"]`` and
 into the current-user ContextVar for the whole life of the connection.
 
 An explicit ticket wins over the cookie: a bad ticket is refused even when a
@@ -17,23 +17,22 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from importlib import import_module
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError
 from django.http.cookie import parse_cookie
+from django.utils.crypto import constant_time_compare
 
 from shared.current_user import UserLike, use_current_user
 from shared.tickets import redeem_ticket
 from shared.topics import session_group
 from ws_service.asgi_types import ASGIApp, Receive, Scope, Send, header
-
-if TYPE_CHECKING:
-    from django.http import HttpRequest
 
 logger = logging.getLogger("ws.auth")
 
@@ -60,13 +59,6 @@ def credentials_from_scope(scope: Scope) -> Credentials:
     )
 
 
-class _SessionOnlyRequest:
-    """What ``django.contrib.auth.get_user`` needs of a request: its session."""
-
-    def __init__(self, session: Any) -> None:
-        self.session = session
-
-
 @dataclass(frozen=True, slots=True)
 class Resolution:
     """The authenticated user and the session group that can revoke the connection."""
@@ -89,11 +81,39 @@ def _from_ticket(ticket: str) -> Resolution:
     return Resolution(cast("UserLike", user), redeemed.session_group)
 
 
+def _session_user(data: dict[str, Any]) -> UserLike | None:
+    """The user a session's data proves, checked like ``auth.get_user`` but read-only.
+
+    ``auth.get_user`` may write: it cycles the session key when only a
+    ``SECRET_KEY_FALLBACKS`` key verifies the session hash, and flushes the
+    session when no key does. The ws service must never write sessions
+    (doing so would log the browser out of the web service), so it performs
+    the same checks without those side effects.
+    """
+    try:
+        user_id = auth.get_user_model()._meta.pk.to_python(data[auth.SESSION_KEY])
+        backend_path = data[auth.BACKEND_SESSION_KEY]
+    except (KeyError, ValidationError):
+        return None
+    if backend_path not in settings.AUTHENTICATION_BACKENDS:
+        return None
+    user = auth.load_backend(backend_path).get_user(user_id)
+    if user is None:
+        return None
+    session_hash = data.get(auth.HASH_SESSION_KEY)
+    if not session_hash:
+        return None
+    if constant_time_compare(session_hash, user.get_session_auth_hash()) or any(
+        constant_time_compare(session_hash, fallback) for fallback in user.get_session_auth_fallback_hash()
+    ):
+        return cast("UserLike", user)
+    return None
+
+
 def _from_session(session_key: str) -> Resolution:
-    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
-    request = cast("HttpRequest", _SessionOnlyRequest(store))
-    user = cast("UserLike", auth.get_user(request))
-    if not user.is_authenticated:
+    data = import_module(settings.SESSION_ENGINE).SessionStore(session_key).load()
+    user = _session_user(data)
+    if user is None:
         return _ANONYMOUS
     return Resolution(user, session_group(session_key))
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError
 from redis.exceptions import RedisError
@@ -19,8 +23,10 @@ from shared.groups import BROADCAST_GROUP, user_group
 from shared.messaging import MessageTextError
 from shared.presence import PresenceEntry
 from shared.topics import TopicError, authorize, topic_group
+from ws_service.layer_monitor import get_monitor
 from ws_service.presence_tracker import get_tracker
 from ws_service.protocol import (
+    CLOSE_SERVICE_RESTART,
     CLOSE_TRY_AGAIN_LATER,
     CLOSE_UNAUTHENTICATED,
     ErrorCode,
@@ -31,12 +37,15 @@ from ws_service.protocol import (
     optional_since,
     parse_frame,
 )
+from ws_service.registry import registry
 from ws_service.subscriptions import Arrival, Subscriptions
 
 logger = logging.getLogger("ws.consumer")
 
 Handler = Callable[["ConnectionConsumer", dict[str, Any]], Awaitable[None]]
 UNAVAILABLE_ERRORS = (DatabaseError, RedisError, OSError)
+LAYER_ERRORS = (RedisError, OSError)
+LAYER_RETRY_MAX_SECONDS = 5.0
 
 
 def _user_payload(user: Any) -> dict[str, Any]:
@@ -81,9 +90,67 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
     joined_groups: list[str]
     subscriptions: Subscriptions
 
-    async def connect(self) -> None:
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Channels' consumer loop, with a channel-layer receive that survives Redis outages.
+
+        Stock Channels lets a channel-layer error escape: the consumer dies and
+        the client gets 1011. Here the socket stays open, and the receive
+        retries with backoff until Redis is back.
+        """
+        self.scope = scope
         self.joined_groups = []
         self.subscriptions = Subscriptions()
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_name = await self.channel_layer.new_channel()
+        self.base_send = send
+        try:
+            await await_many_dispatch([receive, self._receive_from_layer], self.dispatch)
+        except StopConsumer:
+            pass
+        finally:
+            registry.discard(self)
+
+    async def _receive_from_layer(self) -> dict[str, Any]:
+        delay = 0.25
+        while True:
+            try:
+                message: dict[str, Any] = await self.channel_layer.receive(self.channel_name)
+                return message
+            except LAYER_ERRORS as exc:
+                logger.debug("channel-layer receive failed, retrying in %.2fs: %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, LAYER_RETRY_MAX_SECONDS)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Run a handler; an unexpected exception is logged once and never kills the socket."""
+        try:
+            await super().dispatch(message)
+        except StopConsumer:
+            raise
+        except Exception:
+            logger.exception("unhandled error while handling %s", message.get("type"))
+            if message.get("type") == "websocket.receive":
+                await self.send_message(error_frame("internal", "the server failed to handle this message", {}))
+            elif message.get("type") == "websocket.connect":
+                await self.close(code=CLOSE_TRY_AGAIN_LATER, reason="internal error")
+
+    async def drain(self) -> None:
+        """Close with 1012 (service restart); the disconnect handler cleans up."""
+        await self.close(code=CLOSE_SERVICE_RESTART, reason="server restarting, reconnect")
+
+    async def rejoin_groups(self) -> None:
+        """Add this connection to its groups again (after Redis lost them)."""
+        groups = [*self.joined_groups, *(topic_group(topic) for topic in self.subscriptions.topics())]
+        try:
+            for group in groups:
+                await self.channel_layer.group_add(group, self.channel_name)
+        except LAYER_ERRORS as exc:
+            logger.warning("could not restore groups yet: %s", exc)
+
+    async def connect(self) -> None:
+        if registry.draining:
+            await self.close()  # before accept: the handshake is refused (403)
+            return
         await self.accept()
         if self.scope.get("auth_unavailable"):
             await self.close(code=CLOSE_TRY_AGAIN_LATER, reason="authentication unavailable")
@@ -103,6 +170,8 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
             logger.error("channel layer unavailable on connect: %s", exc)
             await self.close(code=CLOSE_TRY_AGAIN_LATER, reason="channel layer unavailable")
             return
+        registry.add(self)
+        get_monitor().ensure_running()
         logger.info("connected")
         await self.send_message(
             {"type": "welcome", "user": _user_payload(user), "connection_id": self.scope["connection_id"]}
@@ -194,6 +263,8 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
     async def on_publish(self, message: dict[str, Any]) -> None:
         topic = authorize(self.scope["user"], message.get("topic"))
         ref = optional_ref(message)
+        if get_monitor().down:
+            raise ProtocolError(ErrorCode.UNAVAILABLE, "the channel layer is unavailable; retry shortly")
         try:
             text = messaging.validate_text(message.get("text"))
         except MessageTextError as exc:

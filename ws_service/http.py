@@ -7,6 +7,7 @@ from typing import Any
 
 from shared.health import check_channel_layer, check_database, run_checks
 from ws_service.asgi_types import Receive, Scope, Send
+from ws_service.registry import registry
 
 LIVENESS_PATH = "/healthz"
 READINESS_PATH = "/readyz"
@@ -40,6 +41,9 @@ async def health_app(scope: Scope, receive: Receive, send: Send) -> None:
         return
     if path == LIVENESS_PATH:
         await _respond(send, 200, {"status": "ok"}, head=head)
+        return
+    if registry.draining:
+        await _respond(send, 503, {"status": "draining", "checks": {}}, head=head)
         return
     ok, body = await run_checks({"database": check_database, "channel_layer": check_channel_layer})
     await _respond(send, 200 if ok else 503, body, head=head)

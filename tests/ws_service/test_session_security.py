@@ -142,21 +142,28 @@ async def test_refused_handshakes_send_no_cookie() -> None:
     assert communicator.response_headers is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "django.contrib.auth.get_user() cycles the session key when only a SECRET_KEY_FALLBACKS key verifies "
-        "its hash; ws_service.auth._from_session calls it on a real SessionStore, so the ws service creates a "
-        "new session row (never sent to the client) and deletes the browser's one. Latent: the settings set "
-        "no SECRET_KEY_FALLBACKS."
-    ),
-)
 async def test_secret_key_rotation_does_not_make_the_ws_service_write_sessions() -> None:
     alice, key = await _logged_in("alice")
     before = await _sessions()
     with override_settings(SECRET_KEY="rotated-" + "k" * 60, SECRET_KEY_FALLBACKS=[settings.SECRET_KEY]):
         assert await _use_connection(ws_communicator(session_key=key)) == {"id": alice.pk, "username": "alice"}
     assert await _sessions() == before
+
+
+async def test_a_stale_session_after_a_password_change_is_refused_without_being_deleted() -> None:
+    alice, key = await _logged_in("alice")
+
+    def change_password() -> None:
+        alice.set_password("a-new-password-4242")
+        alice.save()
+
+    await sync_to_async(change_password)()
+    before = await _sessions()
+    communicator = ws_communicator(session_key=key)
+    connected, _ = await communicator.connect()
+    assert connected
+    assert (await communicator.receive_output(3))["code"] == CLOSE_UNAUTHENTICATED
+    assert await _sessions() == before  # refused, but the web service's session row is untouched
 
 
 def _redeem_in_thread(ticket: str, start: threading.Barrier) -> RedeemedTicket | None:

@@ -1,0 +1,80 @@
+"""Notices when Redis lost this process's channel-layer state, and restores it.
+
+channels-redis keeps group membership in Redis. When Redis restarts without
+persistence, or someone runs FLUSHALL, every group is gone: sockets stay open
+but silently stop receiving. Each ws process keeps a sentinel key in Redis.
+Every ``WS_LAYER_CHECK_INTERVAL`` seconds, while it has connections, it
+checks that key. If Redis was unreachable, or the key is gone, every live
+connection re-adds its groups. Presence entries are re-added by the presence
+tracker's refresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+import weakref
+
+from django.conf import settings
+from redis.exceptions import RedisError
+
+from shared.redis_client import get_redis
+from ws_service.registry import registry
+
+logger = logging.getLogger("ws.layer")
+
+SENTINEL_TTL_SECONDS = 3600
+
+
+class LayerMonitor:
+    """One per process; ``down`` is True while Redis is unreachable."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.sentinel = f"{settings.CHANNEL_LAYER_PREFIX}:alive:{uuid.uuid4().hex}"
+        self._task: asyncio.Task[None] | None = None
+
+    def ensure_running(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="layer-monitor")
+
+    async def check(self) -> None:
+        """One round: detect an outage or lost state; restore groups when Redis is back."""
+        client = get_redis()
+        try:
+            alive = await client.exists(self.sentinel)
+        except (RedisError, OSError) as exc:
+            if not self.down:
+                logger.error("Redis unreachable; connections stay open, publishing is unavailable: %s", exc)
+            self.down = True
+            return
+        if self.down or not alive:
+            reason = "Redis is back" if self.down else "Redis lost this process's state (restart or FLUSHALL)"
+            logger.warning("%s: restoring groups of %d connections", reason, len(registry.connections))
+            for connection in list(registry.connections):
+                await connection.rejoin_groups()
+        await client.set(self.sentinel, "1", ex=SENTINEL_TTL_SECONDS)
+        self.down = False
+
+    async def _run(self) -> None:
+        interval: float = settings.WS_LAYER_CHECK_INTERVAL
+        while registry.connections:
+            try:
+                await self.check()
+            except (RedisError, OSError) as exc:
+                self.down = True
+                logger.warning("channel-layer check failed: %s", exc)
+            await asyncio.sleep(interval)
+
+
+_monitors: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LayerMonitor] = weakref.WeakKeyDictionary()
+
+
+def get_monitor() -> LayerMonitor:
+    """The monitor of the running event loop (one per ws process)."""
+    loop = asyncio.get_running_loop()
+    monitor = _monitors.get(loop)
+    if monitor is None:
+        monitor = _monitors[loop] = LayerMonitor()
+    return monitor
