@@ -24,6 +24,9 @@ from shared.redis_client import get_redis
 
 logger = logging.getLogger("ws.limits")
 
+# Well below redis-py's default pool size (100), which presence and the channel checks share.
+MAX_CONCURRENT_REDIS_CALLS = 32
+
 # KEYS[1] the user's set; ARGV: now, expiry, member, limit, key ttl (seconds).
 _ACQUIRE = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
@@ -80,12 +83,16 @@ class SlotTracker:
     def __init__(self) -> None:
         self.slots: set[Slot] = set()
         self._task: asyncio.Task[None] | None = None
+        # redis-py's pool refuses callers beyond its size ("Too many connections")
+        # instead of queueing them: a connect burst waits here instead.
+        self._redis_calls = asyncio.Semaphore(MAX_CONCURRENT_REDIS_CALLS)
 
     async def acquire(self, slot: Slot, limit: int) -> bool:
         """Take a slot; ``False`` when the user already has ``limit`` open connections."""
-        now = time.time()
         ttl = _ttl()
-        taken = await get_redis().eval(_ACQUIRE, 1, slot.key, now, now + ttl, slot.connection_id, limit, ttl * 2)
+        async with self._redis_calls:
+            now = time.time()
+            taken = await get_redis().eval(_ACQUIRE, 1, slot.key, now, now + ttl, slot.connection_id, limit, ttl * 2)
         if int(taken) != 1:
             return False
         self.slots.add(slot)
@@ -96,16 +103,18 @@ class SlotTracker:
     async def release(self, slot: Slot) -> None:
         """Give a slot back (idempotent)."""
         self.slots.discard(slot)
-        await get_redis().zrem(slot.key, slot.connection_id)
+        async with self._redis_calls:
+            await get_redis().zrem(slot.key, slot.connection_id)
 
     async def tick(self) -> None:
         """One round: extend every slot this process holds."""
         ttl = _ttl()
         client = get_redis()
         for slot in list(self.slots):
-            await client.eval(_REFRESH, 1, slot.key, time.time() + ttl, slot.connection_id, ttl * 2)
-            if slot not in self.slots:  # released while being refreshed: do not resurrect it
-                await client.zrem(slot.key, slot.connection_id)
+            async with self._redis_calls:
+                await client.eval(_REFRESH, 1, slot.key, time.time() + ttl, slot.connection_id, ttl * 2)
+                if slot not in self.slots:  # released while being refreshed: do not resurrect it
+                    await client.zrem(slot.key, slot.connection_id)
 
     async def _run(self) -> None:
         interval = _ttl() / 3

@@ -6,6 +6,7 @@ the real PostgreSQL and Redis of the test session.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -326,3 +327,13 @@ async def test_slots_are_refreshed_and_a_released_one_is_not_resurrected() -> No
     assert await open_connections(999_002) == 0
     await tracker.release(kept)
     assert await open_connections(999_001) == 0
+
+
+async def test_a_connect_burst_takes_exactly_the_limit_without_exhausting_the_redis_pool() -> None:
+    tracker = get_slot_tracker()
+    slots = [Slot(999_003, f"burst{i}") for i in range(300)]  # more than redis-py's pool of 100
+    taken = await asyncio.gather(*(tracker.acquire(slot, 20) for slot in slots))
+    assert sum(taken) == 20
+    assert await open_connections(999_003) == 20
+    await asyncio.gather(*(tracker.release(slot) for slot in slots))
+    assert await open_connections(999_003) == 0
