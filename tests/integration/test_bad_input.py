@@ -1,9 +1,9 @@
 """Bad input against the ws service under real Daphne: each case ends with an exact code.
 
 Frame mistakes get an error frame and the connection stays open (checked with
-a ping afterwards); frames over the rate limit get ``rate_limited``; bad
-tickets close with 4401 and a foreign origin gets HTTP 403. Runs with the
-default limits (README: configuration).
+a ping afterwards); frames over the rate limit get ``rate_limited`` and a
+flood is closed with 1008; bad tickets close with 4401 and a foreign origin
+gets HTTP 403. Runs with the default limits (README: configuration).
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from shared.tickets import issue_ticket
 from tests.support.live import open_ws, recv_json, send_json
 from tests.support.servers import DaphneServer
 from tests.support.users import make_user, session_key_for
-from ws_service.protocol import (
-    CLOSE_UNAUTHENTICATED,
-)
+from ws_service.protocol import CLOSE_POLICY_VIOLATION, CLOSE_UNAUTHENTICATED
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+FLOOD_FRAMES = 500  # far more than burst (40) + strikes (50)
 
 
 async def _session(username: str) -> str:
@@ -127,6 +127,26 @@ async def test_frames_over_the_rate_limit_get_rate_limited_and_other_connections
     other = await _welcomed(ws_server, cookie)  # the bucket is per connection
     await _still_answers_ping(other)
     await asyncio.gather(ws.close(), other.close())
+
+
+async def test_a_flood_is_rate_limited_then_closed_with_1008(ws_server: DaphneServer) -> None:
+    ws = await _welcomed(ws_server, await _session("alice"))
+    ping = json.dumps({"type": "ping", "ref": "flood"})
+    for _ in range(FLOOD_FRAMES):
+        try:
+            await ws.send(ping)
+        except ConnectionClosed:
+            break
+    code, replies = await _read_until_closed(ws)
+    assert code == CLOSE_POLICY_VIOLATION
+    limited = [reply for reply in replies if reply["type"] == "error"]
+    assert limited, "no frame was rate limited"
+    assert all(reply["code"] == "rate_limited" and reply["ref"] == "flood" for reply in limited)
+    # The burst went through; the 50th rejection closed instead of answering; nothing after it ran.
+    pongs = sum(reply == {"type": "pong"} for reply in replies)
+    assert pongs >= 40
+    assert len(limited) == 49
+    assert pongs + len(limited) == len(replies) < FLOOD_FRAMES
 
 
 async def test_forged_expired_and_replayed_tickets_close_4401(ws_server: DaphneServer) -> None:
