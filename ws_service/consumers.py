@@ -89,6 +89,7 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
 
     joined_groups: list[str]
     subscriptions: Subscriptions
+    closing: bool
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Channels' consumer loop, with a channel-layer receive that survives Redis outages.
@@ -100,6 +101,7 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
         self.scope = scope
         self.joined_groups = []
         self.subscriptions = Subscriptions()
+        self.closing = False
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.channel_name = await self.channel_layer.new_channel()
         self.base_send = send
@@ -140,6 +142,8 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
 
     async def rejoin_groups(self) -> None:
         """Add this connection to its groups again (after Redis lost them)."""
+        if self.closing:
+            return
         groups = [*self.joined_groups, *(topic_group(topic) for topic in self.subscriptions.topics())]
         try:
             for group in groups:
@@ -178,6 +182,7 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
         )
 
     async def disconnect(self, code: int) -> None:
+        self.closing = True  # never rejoin groups from here on
         for topic in self.subscriptions.topics():
             await self._leave_topic(topic)
         for group in self.joined_groups:

@@ -33,6 +33,8 @@ class LayerMonitor:
     def __init__(self) -> None:
         self.down = False
         self.sentinel = f"{settings.CHANNEL_LAYER_PREFIX}:alive:{uuid.uuid4().hex}"
+        # Until the first successful check has set the sentinel, its absence means nothing.
+        self._sentinel_planted = False
         self._task: asyncio.Task[None] | None = None
 
     def ensure_running(self) -> None:
@@ -49,12 +51,13 @@ class LayerMonitor:
                 logger.error("Redis unreachable; connections stay open, publishing is unavailable: %s", exc)
             self.down = True
             return
-        if self.down or not alive:
+        if self.down or (self._sentinel_planted and not alive):
             reason = "Redis is back" if self.down else "Redis lost this process's state (restart or FLUSHALL)"
             logger.warning("%s: restoring groups of %d connections", reason, len(registry.connections))
             for connection in list(registry.connections):
                 await connection.rejoin_groups()
         await client.set(self.sentinel, "1", ex=SENTINEL_TTL_SECONDS)
+        self._sentinel_planted = True
         self.down = False
 
     async def _run(self) -> None:

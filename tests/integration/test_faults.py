@@ -95,6 +95,7 @@ async def test_sigterm_drains_with_1012_runs_cleanup_and_exits_in_time(
     own_ws.process = None
     assert returncode == 0
     assert elapsed < 8, f"drain took {elapsed:.1f}s"
+    print(f"\nSIGTERM to exit with 3 connections: {elapsed:.2f}s")
     await observer.close()
 
 
