@@ -14,10 +14,9 @@ server has run every connection's cleanup:
 The warm-up is 2,000 cycles because RSS grows by about 10 MiB over the first
 1,000-2,000 connections (allocator arenas, caches) and is flat afterwards:
 measured 103.7, 113.6, 113.6, 113.6, 113.7, 113.8 MiB after each of six
-rounds of 1,000. The baseline is taken after the warm-up, once cleanup has
-settled, so one-off start-up effects are excluded: the channel-layer monitor's
-first check (no sentinel yet) re-adds the groups of connections that are
-closing at that moment, which leaves about one wave's members behind.
+rounds of 1,000. Group membership must be back to its value from before the
+warm-up, so the warm-up is checked for leaks too (this caught the channel-layer
+monitor's first check re-adding the groups of closing connections).
 """
 
 from __future__ import annotations
@@ -136,8 +135,9 @@ async def test_connection_churn_leaves_no_leaks(churn_server: DaphneServer, redi
     cookies = [f"sessionid={key}" for key in keys]
     user_ids = [user.pk for user in users]
 
+    baseline_members = await _stable_members(user_ids)  # whatever earlier tests left, once it holds still
     await _cycle(churn_server, cookies, WARM_UP)
-    baseline_members = await _stable_members(user_ids)
+    assert await _settled(baseline_members, user_ids) == (baseline_members, 0), await _groups()
     rss_before = _rss_mib(pid)
 
     started = time.monotonic()
