@@ -16,14 +16,18 @@ def get_redis() -> redis.Redis:
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None:
-        pool = settings.REDIS_POOL
-        client = redis.Redis.from_url(
+        options = settings.REDIS_POOL
+        # Bounded and blocking like the channel layer's pool: a burst waits instead of failing.
+        pool = redis.BlockingConnectionPool.from_url(
             settings.REDIS_URL,
+            max_connections=options.max_connections,
+            timeout=options.pool_timeout,
             decode_responses=True,
-            socket_timeout=pool.socket_timeout,
-            socket_connect_timeout=pool.connect_timeout,
+            socket_timeout=options.socket_timeout,
+            socket_connect_timeout=options.connect_timeout,
             socket_keepalive=True,
-            health_check_interval=pool.health_check_interval,
+            health_check_interval=options.health_check_interval,
         )
+        client = redis.Redis(connection_pool=pool)
         _clients[loop] = client
     return client

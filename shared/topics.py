@@ -22,7 +22,7 @@ USER_TOPIC = re.compile(r"user\.([1-9][0-9]{0,17})")
 MAX_TOPIC_LENGTH = 100
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # no slots: an exception with slots breaks contextmanager's re-raise
 class TopicError(Exception):
     """A topic a client may not use; ``code`` is ``bad_topic`` or ``forbidden``."""
 

@@ -115,6 +115,10 @@ def main() -> None:
             )
 
     reactor.callWhenRunning(install_signal_handlers)
+    # An oversize message gets a 1009 close frame instead of a dropped TCP connection (1006).
+    # setProtocolOptions resets allowNullOrigin to False unless passed: keep Daphne's True,
+    # so a "null" Origin reaches OriginValidator and gets its documented 403.
+    reactor.callWhenRunning(lambda: server.ws_factory.setProtocolOptions(failByDrop=False, allowNullOrigin=True))
     logger.info("ws service listening on %s:%s", options.bind, options.port)
     server.run()
 

@@ -6,21 +6,25 @@ from channels.routing import ProtocolTypeRouter
 
 from ws_service.auth import TicketOrSessionAuthMiddleware
 from ws_service.connection_context import ConnectionContextMiddleware
+from ws_service.host import HostValidator
 from ws_service.http import health_app
-from ws_service.limits import RateLimitMiddleware
+from ws_service.limits import ConnectionLimitMiddleware, MessageSizeMiddleware, RateLimitMiddleware
 from ws_service.origin import OriginValidator
 from ws_service.routing import websocket_router
 
 
 def build_application() -> ProtocolTypeRouter:
-    """HTTP: health only. WebSocket: origin check, connection id, auth, limits, routes.
+    """HTTP: health only. WebSocket: host and origin checks, connection id, auth, limits, routes.
 
-    Limits (``ws_service/limits.py``): the per-connection rate limit.
+    Limits (``ws_service/limits.py``): the per-user connection count first,
+    then per frame the size limit and the rate limit.
     """
-    limited = RateLimitMiddleware(websocket_router)
+    limited = ConnectionLimitMiddleware(MessageSizeMiddleware(RateLimitMiddleware(websocket_router)))
     return ProtocolTypeRouter(
         {
             "http": health_app,
-            "websocket": OriginValidator(ConnectionContextMiddleware(TicketOrSessionAuthMiddleware(limited))),
+            "websocket": HostValidator(
+                OriginValidator(ConnectionContextMiddleware(TicketOrSessionAuthMiddleware(limited)))
+            ),
         }
     )

@@ -42,7 +42,7 @@ class ErrorCode(StrEnum):
     INTERNAL = "internal"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # no slots: an exception with slots breaks contextmanager's re-raise
 class ProtocolError(Exception):
     """A client mistake, reported to the client as an error frame."""
 

@@ -2,8 +2,9 @@
 
 Frame mistakes get an error frame and the connection stays open (checked with
 a ping afterwards); frames over the rate limit get ``rate_limited`` and a
-flood is closed with 1008; bad tickets close with 4401 and a foreign origin
-gets HTTP 403. Runs with the default limits (README: configuration).
+flood is closed with 1008; an oversize message closes with 1009; bad tickets
+close with 4401, a foreign origin gets HTTP 403, and a user's connection over
+the limit is closed with 4429. Runs with the default limits (README: configuration).
 """
 
 from __future__ import annotations
@@ -25,10 +26,17 @@ from shared.tickets import issue_ticket
 from tests.support.live import open_ws, recv_json, send_json
 from tests.support.servers import DaphneServer
 from tests.support.users import make_user, session_key_for
-from ws_service.protocol import CLOSE_POLICY_VIOLATION, CLOSE_UNAUTHENTICATED
+from ws_service.protocol import (
+    CLOSE_MESSAGE_TOO_BIG,
+    CLOSE_POLICY_VIOLATION,
+    CLOSE_TOO_MANY_CONNECTIONS,
+    CLOSE_UNAUTHENTICATED,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+MAX_MESSAGE_BYTES = 64 * 1024
+DEFAULT_MAX_CONNECTIONS = 20
 FLOOD_FRAMES = 500  # far more than burst (40) + strikes (50)
 
 
@@ -169,3 +177,44 @@ async def test_a_foreign_origin_gets_403(ws_server: DaphneServer) -> None:
     with pytest.raises(InvalidStatus) as refused:
         await open_ws(ws_server.ws_url, origin="https://evil.example", cookie=await _session("alice"))
     assert refused.value.response.status_code == 403
+
+
+async def test_a_message_at_the_size_limit_passes_and_one_byte_more_closes_1009(ws_server: DaphneServer) -> None:
+    ws = await _welcomed(ws_server, await _session("alice"))
+    head = '{"type":"ping"'
+    at_limit = head + " " * (MAX_MESSAGE_BYTES - len(head) - 1) + "}"  # JSON whitespace pads it
+    assert len(at_limit.encode()) == MAX_MESSAGE_BYTES
+    await ws.send(at_limit)
+    assert await recv_json(ws) == {"type": "pong"}
+    await ws.send(at_limit[:-1] + " }")
+    assert await _close_code(ws) == CLOSE_MESSAGE_TOO_BIG
+
+
+async def test_an_oversize_binary_message_closes_1009(ws_server: DaphneServer) -> None:
+    ws = await _welcomed(ws_server, await _session("alice"))
+    await ws.send(b"\0" * (4 * MAX_MESSAGE_BYTES))
+    assert await _close_code(ws) == CLOSE_MESSAGE_TOO_BIG
+
+
+async def test_connections_over_the_per_user_limit_close_4429(ws_server: DaphneServer) -> None:
+    cookie = await _session("alice")
+    sockets = [await _welcomed(ws_server, cookie) for _ in range(DEFAULT_MAX_CONNECTIONS)]
+    try:
+        over = await open_ws(ws_server.ws_url, cookie=cookie)
+        assert await _close_code(over) == CLOSE_TOO_MANY_CONNECTIONS
+        bob = await _welcomed(ws_server, await _session("bob"))  # someone else is unaffected
+        await bob.close()
+        await sockets.pop().close()
+        # The freed slot is released as soon as the server has run the connection's cleanup.
+        async with asyncio.timeout(10):
+            while True:
+                again = await open_ws(ws_server.ws_url, cookie=cookie)
+                try:
+                    assert (await recv_json(again))["type"] == "welcome"
+                except ConnectionClosed:
+                    await asyncio.sleep(0.1)
+                    continue
+                sockets.append(again)
+                break
+    finally:
+        await asyncio.gather(*(ws.close() for ws in sockets))

@@ -235,7 +235,7 @@ async def test_flushall_is_detected_and_groups_are_restored(ws_server: DaphneSer
 def test_postgres_outage_gives_clear_errors_and_recovers_without_restart(
     ws_server: DaphneServer, postgres_server: PostgresServer
 ) -> None:
-    from django.db import connection
+    from django.db import connection, connections
 
     user = make_user("pat")
     key = session_key_for(user)
@@ -254,6 +254,9 @@ def test_postgres_outage_gives_clear_errors_and_recovers_without_restart(
             assert await _status(f"{ws_server.http_url}/readyz") == 503
         finally:
             postgres_server.start()
+            # This process's own connection in asgiref's shared executor thread died with the
+            # server; close it so later tests (sync_to_async ORM calls) reconnect.
+            await sync_to_async(connections.close_all)()
         async with asyncio.timeout(20):
             while True:
                 await send_json(ws, {"type": "publish", "topic": "room.pg", "text": "after", "ref": "up"})

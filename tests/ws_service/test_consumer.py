@@ -56,7 +56,7 @@ async def test_whoami_reads_the_user_inside_orm_code() -> None:
     ("frame", "code"),
     [
         ({"text_data": "{not json"}, "bad_json"),
-        ({"text_data": "[" * 100_000}, "bad_json"),
+        ({"text_data": "[" * 60_000}, "bad_json"),  # too deep to parse, yet under WS_MAX_MESSAGE_BYTES
         ({"text_data": "[1, 2]"}, "bad_message"),
         ({"text_data": '"ping"'}, "bad_message"),
         ({"text_data": "null"}, "bad_message"),
@@ -129,7 +129,7 @@ async def test_current_user_is_unset_after_the_connection_ends() -> None:
 
     user = await sync_to_async(make_user)("alice")
     key = await sync_to_async(session_key_for)(user)
-    headers = [(b"origin", b"http://localhost"), (b"cookie", f"sessionid={key}".encode())]
+    headers = [(b"host", b"localhost"), (b"origin", b"http://localhost"), (b"cookie", f"sessionid={key}".encode())]
     communicator = WebsocketCommunicator(outer, "/ws/", headers=headers)
     await communicator.connect()
     assert json.loads(await communicator.receive_from())["type"] == "welcome"
