@@ -8,6 +8,8 @@ import weakref
 import redis.asyncio as redis
 from django.conf import settings
 
+from shared.channel_layer import connection_retry
+
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.Redis] = weakref.WeakKeyDictionary()
 
 
@@ -27,6 +29,7 @@ def get_redis() -> redis.Redis:
             socket_connect_timeout=options.connect_timeout,
             socket_keepalive=True,
             health_check_interval=options.health_check_interval,
+            retry=connection_retry(),
         )
         client = redis.Redis(connection_pool=pool)
         _clients[loop] = client

@@ -40,9 +40,14 @@ async def test_concurrent_users_each_see_only_themselves(ws_server: DaphneServer
         return user_id
 
     # All sockets open at once, then all ask at once.
-    opened = await asyncio.gather(*(connect(key) for _, key in sessions))
-    seen = await asyncio.gather(*(whoami(ws) for ws, _ in opened))
-    await asyncio.gather(*(ws.close() for ws, _ in opened))
+    results = await asyncio.gather(*(connect(key) for _, key in sessions), return_exceptions=True)
+    opened = [result for result in results if not isinstance(result, BaseException)]
+    try:
+        failures = [result for result in results if isinstance(result, BaseException)]
+        assert failures == [], f"{len(failures)} connects failed, first: {failures[:1]!r}"
+        seen = await asyncio.gather(*(whoami(ws) for ws, _ in opened))
+    finally:
+        await asyncio.gather(*(ws.close() for ws, _ in opened))
     expected = [user_id for user_id, _ in sessions]
     assert [welcomed for _, welcomed in opened] == expected
     assert seen == expected

@@ -73,6 +73,7 @@ def test_channel_layer_uses_bounded_blocking_pool_and_long_socket_timeout() -> N
     assert host["max_connections"] == 7
     assert host["socket_timeout"] > 5  # channels-redis blocks 5 s in BZPOPMIN
     assert host["socket_keepalive"] is True
+    assert host["retry"].get_retries() > 0  # dead pooled connections reconnect after a Redis restart
 
 
 def test_socket_timeout_at_or_below_the_blocking_read_is_rejected() -> None:
