@@ -142,3 +142,26 @@ async def test_unknown_websocket_paths_are_refused() -> None:
     communicator = ws_communicator(path="/elsewhere/")
     connected, _ = await communicator.connect()
     assert connected is False
+
+
+async def test_frames_are_handled_without_a_thread_hop_per_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Channels' dispatch runs aclose_old_connections() (a thread hop) before every handler; ours does not."""
+    import channels.consumer
+
+    calls = 0
+    original = channels.consumer.aclose_old_connections
+
+    async def counting() -> None:
+        nonlocal calls
+        calls += 1
+        await original()
+
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", counting)
+    communicator, _ = await _connected()
+    for _ in range(5):
+        await send_message(communicator, {"type": "ping"})
+        assert await receive_message(communicator) == {"type": "pong"}
+    await send_message(communicator, {"type": "whoami"})  # database work still closes stale connections itself
+    assert (await receive_message(communicator))["type"] == "whoami"
+    await communicator.disconnect()
+    assert calls == 0
