@@ -159,8 +159,12 @@ class DaphneServer:
         """``command`` may contain ``{port}``; it is filled in with the chosen port."""
         self.name = name
         self.port = free_port()
+        # The internal /metrics listener (METRICS_PORT), never the public port.
+        self.metrics_port = free_port()
         self.command = [part.format(port=self.port) for part in command]
-        self.env = {key: value.format(port=self.port) for key, value in env.items()}
+        self.env = {"METRICS_PORT": str(self.metrics_port)} | {
+            key: value.format(port=self.port) for key, value in env.items()
+        }
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -178,6 +182,10 @@ class DaphneServer:
     @property
     def http_url(self) -> str:
         return f"http://{HOST}:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{HOST}:{self.metrics_port}/metrics"
 
     @property
     def ws_url(self) -> str:
