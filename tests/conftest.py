@@ -21,6 +21,7 @@ from pytest_django import DjangoDbBlocker
 
 from shared.channel_layer import channel_layers_config
 from tests.support.servers import DaphneServer, PostgresServer, RedisServer
+from ws_service.launcher.options import SERVERS as WS_SERVERS
 
 
 @pytest.fixture(scope="session")
@@ -109,10 +110,19 @@ def logs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("service-logs")
 
 
+@pytest.fixture(scope="session", params=WS_SERVERS)
+def ws_server_kind(request: pytest.FixtureRequest) -> str:
+    """Each ASGI server the ws image can run (``WS_SERVER``): the contract tests run on both."""
+    kind: str = request.param
+    return kind
+
+
 @pytest.fixture(scope="session")
-def ws_server(service_env: dict[str, str], django_db_setup: None, logs_dir: Path) -> Iterator[DaphneServer]:
-    """The ws service under a real Daphne."""
-    server = DaphneServer.ws(service_env, logs_dir / "ws.log")
+def ws_server(
+    service_env: dict[str, str], django_db_setup: None, logs_dir: Path, ws_server_kind: str
+) -> Iterator[DaphneServer]:
+    """The ws service through its launcher, on each supported server."""
+    server = DaphneServer.ws({**service_env, "WS_SERVER": ws_server_kind}, logs_dir / f"ws-{ws_server_kind}.log")
     server.start()
     yield server
     server.stop()

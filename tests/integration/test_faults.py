@@ -31,9 +31,12 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 @pytest.fixture
-def own_ws(service_env: dict[str, str], django_db_setup: None, logs_dir: Path) -> Iterator[DaphneServer]:
-    """A ws process of this test's own, so it can be stopped and restarted."""
-    server = DaphneServer.ws({**service_env, "WS_DRAIN_TIMEOUT": "8"}, logs_dir / "faults-ws.log")
+def own_ws(
+    service_env: dict[str, str], django_db_setup: None, logs_dir: Path, ws_server_kind: str
+) -> Iterator[DaphneServer]:
+    """A ws process of this test's own (on each server), so it can be stopped and restarted."""
+    env = {**service_env, "WS_DRAIN_TIMEOUT": "8", "WS_SERVER": ws_server_kind}
+    server = DaphneServer.ws(env, logs_dir / f"faults-ws-{ws_server_kind}.log")
     server.start()
     yield server
     server.stop()

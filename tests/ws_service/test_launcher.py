@@ -1,12 +1,12 @@
-"""``python -m ws_service``: Daphne's server options from the environment."""
+"""``python -m ws_service``: the server options (Daphne or Uvicorn) from the environment."""
 
 from __future__ import annotations
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from ws_service.__main__ import ServerOptions
 from ws_service.daphne_close import sendable
+from ws_service.launcher.options import ServerOptions
 
 WS_VARIABLES = (
     "WS_BIND",
@@ -56,3 +56,33 @@ def test_bad_values_fail_naming_the_variable(monkeypatch: pytest.MonkeyPatch) ->
 )
 def test_close_codes_the_patched_daphne_may_send(code: int, ok: bool) -> None:
     assert sendable(code) is ok
+
+
+def test_uvicorn_gets_the_same_limits_and_no_access_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WS_SERVER", "uvicorn")
+    monkeypatch.setenv("WS_MAX_MESSAGE_BYTES", "2048")
+    monkeypatch.setenv("WS_PING_INTERVAL", "7")
+    options = ServerOptions.from_env()
+    assert options.server == "uvicorn"
+    kwargs = options.uvicorn_kwargs()
+    assert kwargs["ws"] == "websockets-sansio"
+    assert kwargs["ws_max_size"] == 2048
+    assert kwargs["ws_ping_interval"] == 7.0
+    assert kwargs["lifespan"] == "off"
+    assert kwargs["access_log"] is False  # Uvicorn's access lines carry the query string (tickets)
+    assert kwargs["log_config"] is None
+    assert options.uvicorn_kwargs(listen_fd=5)["fd"] == 5
+
+
+def test_an_inherited_socket_becomes_daphnes_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WS_BIND", raising=False)
+    assert ServerOptions.from_env().daphne_kwargs(listen_fd=7)["endpoints"] == ["fd:fileno=7:domain=INET"]
+
+
+@pytest.mark.parametrize(("name", "value"), [("WS_SERVER", "gunicorn"), ("WS_WORKERS", "0")])
+def test_unknown_server_or_no_workers_fail_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ImproperlyConfigured, match=name):
+        ServerOptions.from_env()

@@ -1,0 +1,1 @@
+"""``python -m ws_service``: the ws service's process launcher (servers, workers, drain)."""

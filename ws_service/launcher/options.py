@@ -1,0 +1,113 @@
+"""Everything the launcher reads from the environment (README: configuration)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+from django.core.exceptions import ImproperlyConfigured
+
+from shared.env import env_bool, env_float, env_int, env_str
+
+ServerName = Literal["daphne", "uvicorn"]
+SERVERS: tuple[ServerName, ...] = ("daphne", "uvicorn")
+APPLICATION = "ws_service.asgi:application"
+
+
+def _server_name() -> ServerName:
+    name = env_str("WS_SERVER", "daphne").strip().lower()
+    if name not in SERVERS:
+        raise ImproperlyConfigured(f"WS_SERVER must be one of {', '.join(SERVERS)}, not {name!r}")
+    return cast(ServerName, name)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerOptions:
+    """The ASGI server, its processes, timeouts and limits."""
+
+    server: ServerName
+    workers: int
+    bind: str
+    port: int
+    handshake_timeout: int
+    ping_interval: int
+    ping_timeout: int
+    max_connection_age: int
+    application_close_timeout: int
+    max_message_bytes: int
+    proxy_headers: bool
+    drain_timeout: float
+    metrics_port: int
+
+    @classmethod
+    def from_env(cls) -> ServerOptions:
+        return cls(
+            # Daphne is the default; Uvicorn (websockets-sansio, uvloop) runs the same application.
+            server=_server_name(),
+            # Server processes sharing one listening socket; match the container's CPUs.
+            workers=env_int("WS_WORKERS", 1, minimum=1, maximum=64),
+            bind=env_str("WS_BIND", "0.0.0.0"),  # noqa: S104 - a container listens on all interfaces
+            port=env_int("WS_PORT", 8001, minimum=1, maximum=65535),
+            # Time from TCP accept until the application accepts the socket (auth included).
+            handshake_timeout=env_int("WS_HANDSHAKE_TIMEOUT", 30, minimum=1),
+            # Server pings keep idle sockets alive through proxies and detect dead peers.
+            ping_interval=env_int("WS_PING_INTERVAL", 20, minimum=1),
+            ping_timeout=env_int("WS_PING_TIMEOUT", 30, minimum=1),
+            # Upper bound on a connection's life; clients reconnect and resubscribe.
+            max_connection_age=env_int("WS_MAX_CONNECTION_AGE", 86400, minimum=-1),
+            application_close_timeout=env_int("WS_APPLICATION_CLOSE_TIMEOUT", 10, minimum=1),
+            # Larger inbound messages are refused by the WebSocket layer with close code 1009.
+            max_message_bytes=env_int("WS_MAX_MESSAGE_BYTES", 64 * 1024, minimum=1024),
+            proxy_headers=env_bool("WS_PROXY_HEADERS", False),
+            # Below compose's stop_grace_period (20 s) and Kubernetes' terminationGracePeriodSeconds.
+            drain_timeout=env_float("WS_DRAIN_TIMEOUT", 10.0, minimum=0.5),
+            # The internal Prometheus listener; 0 turns it off (the images set 9100).
+            metrics_port=env_int("METRICS_PORT", 0, minimum=0, maximum=65535),
+        )
+
+    def daphne_kwargs(self, listen_fd: int | None = None) -> dict[str, Any]:
+        """Keyword arguments for ``daphne.server.Server``; ``listen_fd`` is an inherited listening socket."""
+        from daphne.endpoints import build_endpoint_description_strings
+
+        if listen_fd is None:
+            endpoints = build_endpoint_description_strings(host=self.bind, port=self.port)
+        else:
+            endpoints = [f"fd:fileno={listen_fd}:domain={'INET6' if ':' in self.bind else 'INET'}"]
+        return {
+            "endpoints": endpoints,
+            "signal_handlers": False,  # SIGTERM/SIGINT drain instead (see daphne_backend)
+            "websocket_connect_timeout": self.handshake_timeout,
+            "websocket_handshake_timeout": self.handshake_timeout,
+            "ping_interval": self.ping_interval,
+            "ping_timeout": self.ping_timeout,
+            "websocket_timeout": self.max_connection_age,
+            "application_close_timeout": self.application_close_timeout,
+            "websocket_max_message_size": self.max_message_bytes,
+            "websocket_max_frame_size": self.max_message_bytes,
+            "proxy_forwarded_address_header": "X-Forwarded-For" if self.proxy_headers else None,
+            "proxy_forwarded_port_header": "X-Forwarded-Port" if self.proxy_headers else None,
+            "proxy_forwarded_proto_header": "X-Forwarded-Proto" if self.proxy_headers else None,
+        }
+
+    def uvicorn_kwargs(self, listen_fd: int | None = None) -> dict[str, Any]:
+        """Keyword arguments for ``uvicorn.Config`` with the same limits and timeouts as Daphne's."""
+        where: dict[str, Any] = {"fd": listen_fd} if listen_fd is not None else {"host": self.bind, "port": self.port}
+        return {
+            **where,
+            "ws": "websockets-sansio",
+            "loop": "uvloop",
+            "http": "h11",
+            "lifespan": "off",  # Channels' ProtocolTypeRouter has no lifespan handler
+            "ws_max_size": self.max_message_bytes,  # larger messages: close 1009
+            "ws_ping_interval": float(self.ping_interval),
+            "ws_ping_timeout": float(self.ping_timeout),
+            "ws_per_message_deflate": False,  # as Daphne: no compression (CPU per message)
+            "proxy_headers": self.proxy_headers,
+            # The ws port is reached only through the proxy when proxy headers are on.
+            "forwarded_allow_ips": "*" if self.proxy_headers else "127.0.0.1",
+            "access_log": False,  # its access lines carry query strings (tickets)
+            "log_config": None,  # Django's LOGGING applies
+            "server_header": False,
+            # Connections left after the drain are closed by Uvicorn (1012) within this.
+            "timeout_graceful_shutdown": max(1, int(self.application_close_timeout)),
+        }
