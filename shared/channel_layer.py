@@ -15,29 +15,65 @@ Two redis-py 8 defaults break a stock channels-redis setup:
   blocking timeout, and turns on TCP keepalive and health checks so a dead
   connection is still noticed; commands reconnect and retry on connection
   errors (:func:`connection_retry`), so a Redis restart is survived.
+
+Past one node (:mod:`shared.redis_topology`): with Sentinel, every pool is a
+:class:`BlockingSentinelConnectionPool`, the same bounded blocking pool whose
+connections ask the sentinels for the current master (and ask again after a
+failover); with ``CHANNEL_LAYER_SHARDS`` the layer gets one host (and one
+bounded pool per event loop) per shard.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from channels_redis.core import RedisChannelLayer as _StockRedisChannelLayer
-from redis.asyncio import BlockingConnectionPool
+from redis.asyncio import BlockingConnectionPool, ConnectionPool
+from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialBackoff
 
+from shared.redis_topology import RedisTopology
+
 BACKEND = "shared.channel_layer.RedisChannelLayer"
+
+
+class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
+    """A bounded, blocking pool of connections to the master a Sentinel reports.
+
+    ``SentinelConnectionPool`` finds (and after a failover, re-finds) the
+    master; ``BlockingConnectionPool`` bounds the connections and makes a
+    caller wait for a free one. Closing the pool also closes the connections
+    to the sentinels.
+    """
+
+    async def aclose(self) -> None:
+        try:
+            await super().aclose()
+        finally:
+            await self.sentinel_manager.aclose()
+
+
+def create_blocking_pool(host: Mapping[str, Any]) -> ConnectionPool:
+    """A bounded blocking pool for one channel-layer host entry (see :func:`layer_hosts`)."""
+    options = dict(host)
+    if "master_name" in options:
+        master_name = options.pop("master_name")
+        sentinels, sentinel_kwargs = options.pop("sentinels"), options.pop("sentinel_kwargs")
+        sentinel = Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+        return BlockingSentinelConnectionPool(master_name, sentinel, **options)  # type: ignore[no-untyped-call]
+    pool: ConnectionPool = BlockingConnectionPool.from_url(options.pop("address"), **options)
+    return pool
 
 
 class RedisChannelLayer(_StockRedisChannelLayer):  # type: ignore[misc]
     """channels-redis with a blocking (bounded, waiting) connection pool per host."""
 
-    def create_pool(self, index: int) -> BlockingConnectionPool:
-        host = dict(self.hosts[index])
-        address = host.pop("address")
-        pool: BlockingConnectionPool = BlockingConnectionPool.from_url(address, **host)
-        return pool
+    def create_pool(self, index: int) -> ConnectionPool:
+        return create_blocking_pool(self.hosts[index])
 
 
 def connection_retry() -> Retry:
@@ -61,23 +97,15 @@ class RedisPoolOptions:
     health_check_interval: int = 15
 
 
-def channel_layers_config(
-    redis_url: str,
-    *,
-    prefix: str,
-    capacity: int,
-    expiry: int,
-    pool: RedisPoolOptions,
-) -> dict[str, Any]:
-    """The ``CHANNEL_LAYERS`` setting for one Redis server at ``redis_url``."""
+def pool_options(pool: RedisPoolOptions) -> dict[str, Any]:
+    """redis-py pool and connection keyword arguments for ``pool``."""
     blocking_timeout = _StockRedisChannelLayer.brpop_timeout
     if pool.socket_timeout <= blocking_timeout:
         raise ValueError(
             f"Redis socket timeout {pool.socket_timeout}s must exceed the channel layer's "
             f"blocking read timeout ({blocking_timeout}s), or idle consumers die on read timeouts"
         )
-    host = {
-        "address": redis_url,
+    return {
         "max_connections": pool.max_connections,
         "timeout": pool.pool_timeout,
         "socket_timeout": pool.socket_timeout,
@@ -86,11 +114,64 @@ def channel_layers_config(
         "health_check_interval": pool.health_check_interval,
         "retry": connection_retry(),
     }
+
+
+def sentinel_host(topology: RedisTopology, pool: RedisPoolOptions) -> dict[str, Any]:
+    """The host entry of a Sentinel-managed master: credentials and db from ``REDIS_URL``."""
+    sentinel = topology.sentinel
+    if sentinel is None:
+        raise ValueError("not a Sentinel topology")
+    master = dict(parse_url(topology.url))
+    master.pop("host", None)
+    master.pop("port", None)
+    if master.pop("connection_class", None) is SSLConnection:
+        master["ssl"] = True  # SentinelConnectionPool then uses its own TLS connection class
+    # Sentinels answer small queries: short timeouts, so a dead one is skipped quickly.
+    sentinel_kwargs: dict[str, Any] = {
+        "socket_timeout": pool.connect_timeout,
+        "socket_connect_timeout": pool.connect_timeout,
+        "socket_keepalive": True,
+    }
+    if sentinel.password:
+        sentinel_kwargs["password"] = sentinel.password
+    return {
+        "master_name": sentinel.master_name,
+        "sentinels": list(sentinel.sentinels),
+        "sentinel_kwargs": sentinel_kwargs,
+        **master,
+        **pool_options(pool),
+    }
+
+
+def data_host(topology: RedisTopology, pool: RedisPoolOptions) -> dict[str, Any]:
+    """The one Redis outside the channel layer (presence, slots): the Sentinel master or ``REDIS_URL``."""
+    if topology.sentinel is not None:
+        return sentinel_host(topology, pool)
+    return {"address": topology.url, **pool_options(pool)}
+
+
+def layer_hosts(topology: RedisTopology, pool: RedisPoolOptions) -> list[dict[str, Any]]:
+    """channels-redis ``hosts``: the Sentinel master, or one entry per shard (or ``REDIS_URL``)."""
+    if topology.sentinel is not None:
+        return [sentinel_host(topology, pool)]
+    return [{"address": url, **pool_options(pool)} for url in topology.layer_urls]
+
+
+def channel_layers_config(
+    redis: str | RedisTopology,
+    *,
+    prefix: str,
+    capacity: int,
+    expiry: int,
+    pool: RedisPoolOptions,
+) -> dict[str, Any]:
+    """The ``CHANNEL_LAYERS`` setting for one Redis URL, or for a :class:`RedisTopology`."""
+    topology = RedisTopology(url=redis) if isinstance(redis, str) else redis
     return {
         "default": {
             "BACKEND": BACKEND,
             "CONFIG": {
-                "hosts": [host],
+                "hosts": layer_hosts(topology, pool),
                 "prefix": prefix,
                 "capacity": capacity,
                 "expiry": expiry,

@@ -14,11 +14,12 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-import redis.asyncio as redis
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import close_old_connections, connection
+
+from shared.redis_client import new_probe_client
 
 Check = Callable[[], Awaitable[None]]
 
@@ -40,9 +41,8 @@ async def check_database() -> None:
 
 
 async def check_redis() -> None:
-    """``PING`` on ``REDIS_URL`` over a fresh connection."""
-    timeout: float = settings.HEALTH_CHECK_TIMEOUT
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=timeout, socket_connect_timeout=timeout)
+    """``PING`` on the data Redis (``REDIS_URL``, or the Sentinel master) over a fresh connection."""
+    client = new_probe_client(settings.HEALTH_CHECK_TIMEOUT)
     try:
         await client.ping()
     finally:
@@ -54,7 +54,11 @@ async def check_channel_layer() -> None:
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("CHANNEL_LAYERS is not configured")
-    channel = await layer.new_channel("health.")
+    # A "specific." channel: channels-redis reads every such channel of this
+    # process from one Redis list, so the message arrives even while open
+    # connections hold the layer's receive lock (a private "health." list
+    # would be read only once this probe got the lock: 503 under load).
+    channel = await layer.new_channel()
     await layer.send(channel, {"type": "health.ping"})
     message = await layer.receive(channel)
     if message.get("type") != "health.ping":

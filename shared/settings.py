@@ -7,12 +7,16 @@ DJANGO_DEBUG off, start-up fails with a message naming the missing variable.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from shared.channel_layer import RedisPoolOptions, channel_layers_config
 from shared.env import env_bool, env_float, env_int, env_list, env_required, env_str
+from shared.log_format import LOG_FORMATS
+from shared.redis_topology import DEFAULT_SENTINEL_MASTER, redis_topology
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -101,8 +105,16 @@ REDIS_POOL = RedisPoolOptions(
     socket_timeout=env_float("REDIS_SOCKET_TIMEOUT", 15.0, minimum=6.0),
     connect_timeout=env_float("REDIS_CONNECT_TIMEOUT", 2.0, minimum=0.1),
 )
-CHANNEL_LAYERS = channel_layers_config(
+# Redis past one node (README: "Redis beyond one node"): Sentinel, or channel-layer shards.
+REDIS_TOPOLOGY = redis_topology(
     REDIS_URL,
+    sentinels=env_str("REDIS_SENTINELS", ""),
+    sentinel_master=env_str("REDIS_SENTINEL_MASTER", DEFAULT_SENTINEL_MASTER),
+    sentinel_password=env_str("REDIS_SENTINEL_PASSWORD", ""),
+    shards=env_str("CHANNEL_LAYER_SHARDS", ""),
+)
+CHANNEL_LAYERS = channel_layers_config(
+    REDIS_TOPOLOGY,
     prefix=CHANNEL_LAYER_PREFIX,
     capacity=CHANNEL_LAYER_CAPACITY,
     expiry=CHANNEL_LAYER_EXPIRY,
@@ -208,19 +220,26 @@ WHITENOISE_MANIFEST_STRICT = env_bool("DJANGO_STATIC_MANIFEST_STRICT", False)
 # Logging: every record carries the user id and the request/connection id
 # ---------------------------------------------------------------------------
 LOG_LEVEL = env_str("DJANGO_LOG_LEVEL", "INFO").upper()
+# json: one object per line (production); text: readable lines (development).
+LOG_FORMAT = env_str("LOG_FORMAT", "json").strip().lower()
+if LOG_FORMAT not in LOG_FORMATS:
+    raise ImproperlyConfigured(
+        f"LOG_FORMAT={os.environ['LOG_FORMAT']!r} is not a log format: use json (production) or text (development)"
+    )
+# Empty: each service's ASGI entry point names its process ("web", "ws"); else "django".
+SERVICE_NAME = env_str("SERVICE_NAME", "").strip()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"request_context": {"()": "shared.log_filters.RequestContextFilter"}},
     "formatters": {
-        "text": {
-            "format": "%(asctime)s %(levelname)s %(name)s [user=%(user_id)s ctx=%(context_id)s] %(message)s",
-        },
+        "json": {"()": "shared.log_format.JsonFormatter", "service": SERVICE_NAME},
+        "text": {"()": "shared.log_format.TextFormatter"},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "text",
+            "formatter": LOG_FORMAT,
             "filters": ["request_context"],
         },
     },

@@ -18,7 +18,7 @@ from django.contrib import auth
 from django.http import HttpRequest, HttpResponse
 
 from shared.current_user import use_current_user
-from shared.log_context import new_context_id, use_context_id
+from shared.log_context import new_context_id, use_request_id
 from web_service.dual_mode import DualModeMiddleware
 
 access_logger = logging.getLogger("web.access")
@@ -38,14 +38,14 @@ class RequestIdMiddleware(DualModeMiddleware):
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         request_id = _request_id(request)
-        with use_context_id(request_id):
+        with use_request_id(request_id):
             response: HttpResponse = self.get_response(request)
         response[REQUEST_ID_HEADER] = request_id
         return response
 
     async def ahandle(self, request: HttpRequest) -> HttpResponse:
         request_id = _request_id(request)
-        with use_context_id(request_id):
+        with use_request_id(request_id):
             response: HttpResponse = await self.get_response(request)
         response[REQUEST_ID_HEADER] = request_id
         return response
@@ -96,4 +96,13 @@ class AccessLogMiddleware(DualModeMiddleware):
     @staticmethod
     def _log(request: HttpRequest, response: HttpResponse, started: float) -> None:
         elapsed_ms = (time.perf_counter() - started) * 1000
-        access_logger.info("%s %s %s %.1fms", request.method, request.path, response.status_code, elapsed_ms)
+        # Structured fields for the JSON format; ``path`` never includes the query string.
+        fields = {
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "duration_ms": round(elapsed_ms, 1),
+        }
+        access_logger.info(
+            "%s %s %s %.1fms", request.method, request.path, response.status_code, elapsed_ms, extra=fields
+        )

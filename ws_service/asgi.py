@@ -17,3 +17,8 @@ django_asgi_app = get_asgi_application()
 from ws_service.app import build_application  # noqa: E402
 
 application = build_application()
+
+# Logs name this process "ws" (unless SERVICE_NAME is set); its contexts are WebSocket connections.
+from shared.log_format import set_process_identity  # noqa: E402
+
+set_process_identity("ws", "connection")

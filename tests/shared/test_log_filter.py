@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from django.contrib.auth.models import User
 
 from shared.current_user import use_current_user
-from shared.log_context import use_context_id
+from shared.log_context import use_connection_id, use_context_id, use_request_id
 from shared.log_filters import RequestContextFilter
+from shared.log_format import JsonFormatter
 
 
 def _record() -> logging.LogRecord:
@@ -34,8 +36,21 @@ def test_configured_on_the_console_handler() -> None:
     handler = logging.getLogger().handlers[0]
     assert any(isinstance(f, RequestContextFilter) for f in handler.filters)
     formatted = handler.format(_record_through(handler))
-    assert "user=-" in formatted
-    assert "ctx=-" in formatted
+    # The pytest environment leaves LOG_FORMAT unset: the production JSON format.
+    assert isinstance(handler.formatter, JsonFormatter)
+    entry = json.loads(formatted)
+    assert entry["user_id"] is None
+    assert entry.get("request_id", entry.get("connection_id", "missing")) is None
+
+
+def test_context_kind_follows_the_id() -> None:
+    record, other = _record(), _record()
+    with use_request_id("req-1"):
+        RequestContextFilter().filter(record)
+    with use_connection_id("conn-1"):
+        RequestContextFilter().filter(other)
+    assert (getattr(record, "context_id"), getattr(record, "context_kind")) == ("req-1", "request")  # noqa: B009
+    assert (getattr(other, "context_id"), getattr(other, "context_kind")) == ("conn-1", "connection")  # noqa: B009
 
 
 def _record_through(handler: logging.Handler) -> logging.LogRecord:

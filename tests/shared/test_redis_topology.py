@@ -1,0 +1,314 @@
+"""Redis past one node: Sentinel and channel-layer shards, parsed from the environment and live."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
+
+from shared.channel_layer import (
+    BlockingSentinelConnectionPool,
+    RedisChannelLayer,
+    RedisPoolOptions,
+    channel_layers_config,
+    create_blocking_pool,
+)
+from shared.redis_client import get_redis, new_probe_client
+from shared.redis_topology import RedisTopology, SentinelConfig, parse_host_port, redis_topology
+from tests.support.servers import HOST, RedisServer, free_port, wait_for_port
+
+MASTER = "mymaster"
+
+# ---------------------------------------------------------------------------
+# Parsing
+# ---------------------------------------------------------------------------
+
+
+def test_one_url_is_the_default() -> None:
+    topology = redis_topology("redis://127.0.0.1:6379/0")
+    assert topology == RedisTopology(url="redis://127.0.0.1:6379/0")
+    assert topology.layer_urls == ("redis://127.0.0.1:6379/0",)
+
+
+def test_shards() -> None:
+    topology = redis_topology("redis://data:6379/0", shards=" redis://a:6379/0 , rediss://:pw@b:6380/1")
+    assert topology.shards == ("redis://a:6379/0", "rediss://:pw@b:6380/1")
+    assert topology.sentinel is None
+    hosts = channel_layers_config(topology, prefix="p", capacity=1, expiry=1, pool=RedisPoolOptions())["default"][
+        "CONFIG"
+    ]["hosts"]
+    assert [host["address"] for host in hosts] == list(topology.shards)
+    assert all(host["max_connections"] == RedisPoolOptions().max_connections for host in hosts)
+
+
+def test_sentinel() -> None:
+    topology = redis_topology(
+        "rediss://app:secret@ignored:1/2",
+        sentinels="s1:26380, s2 ,[::1]:26381",
+        sentinel_master="cache",
+        sentinel_password="sentinel-pw",
+    )
+    assert topology.sentinel == SentinelConfig((("s1", 26380), ("s2", 26379), ("::1", 26381)), "cache", "sentinel-pw")
+    [host] = channel_layers_config(topology, prefix="p", capacity=1, expiry=1, pool=RedisPoolOptions())["default"][
+        "CONFIG"
+    ]["hosts"]
+    assert host["master_name"] == "cache"
+    assert host["sentinels"] == [("s1", 26380), ("s2", 26379), ("::1", 26381)]
+    assert host["sentinel_kwargs"]["password"] == "sentinel-pw"
+    # The master's credentials, db and TLS come from REDIS_URL; its host and port do not.
+    assert (host["username"], host["password"], host["db"], host["ssl"]) == ("app", "secret", 2, True)
+    assert "host" not in host
+    assert "port" not in host
+    assert "address" not in host
+    assert host["socket_timeout"] > 5  # above channels-redis' 5 s blocking read
+    assert host["max_connections"] == RedisPoolOptions().max_connections
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"url": "http://h:1/0"}, "REDIS_URL.*scheme"),
+        ({"url": "redis://:pw@/0"}, "REDIS_URL.*empty host"),
+        ({"url": "redis://h:99999/0"}, "REDIS_URL"),
+        ({"url": "redis://h:1/zero"}, "REDIS_URL.*database"),
+        ({"sentinels": "s1:26379,,s2"}, "REDIS_SENTINELS.*empty entry"),
+        ({"sentinels": ":26379"}, "REDIS_SENTINELS.*empty host"),
+        ({"sentinels": "s1:"}, "REDIS_SENTINELS.*empty port"),
+        ({"sentinels": "s1:port"}, "REDIS_SENTINELS.*bad port"),
+        ({"sentinels": "s1:70000"}, "REDIS_SENTINELS.*bad port"),
+        ({"sentinels": "::1:26379"}, "REDIS_SENTINELS.*IPv6"),
+        ({"sentinels": "s1,s1:26379"}, "REDIS_SENTINELS.*twice"),
+        ({"sentinels": "s1", "sentinel_master": " "}, "REDIS_SENTINEL_MASTER"),
+        ({"sentinel_password": "pw"}, "REDIS_SENTINEL_PASSWORD.*REDIS_SENTINELS"),
+        ({"shards": "redis://a:1/0,redis://:pw@:2/0"}, "CHANNEL_LAYER_SHARDS.*empty host"),
+        ({"shards": "redis://a:1/0,redis://a:1/0"}, "CHANNEL_LAYER_SHARDS.*twice"),
+        ({"shards": "a:1"}, "CHANNEL_LAYER_SHARDS"),
+        (
+            {"sentinels": "s1", "shards": "redis://a:1/0"},
+            "CHANNEL_LAYER_SHARDS cannot be combined with REDIS_SENTINELS",
+        ),
+    ],
+)
+def test_bad_values_fail_naming_the_variable(kwargs: dict[str, str], message: str) -> None:
+    url = kwargs.pop("url", "redis://127.0.0.1:6379/0")
+    with pytest.raises(ImproperlyConfigured, match=message):
+        redis_topology(url, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [("h", ("h", 7)), ("h:1", ("h", 1)), ("[fe80::1]:2", ("fe80::1", 2)), ("[::1]", ("::1", 7))],
+)
+def test_host_port(item: str, expected: tuple[str, int]) -> None:
+    assert parse_host_port(item, "X", 7) == expected
+
+
+def _settings_hosts(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    code = (
+        "import json; from django.conf import settings; "
+        "hosts = settings.CHANNEL_LAYERS['default']['CONFIG']['hosts']; "
+        "print(json.dumps([{k: h[k] for k in ('address', 'master_name', 'sentinels', 'db') if k in h} for h in hosts]))"
+    )
+    base = {"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "shared.settings", "DJANGO_DEBUG": "1"}
+    return subprocess.run(
+        [sys.executable, "-c", code], env=base | env, capture_output=True, text=True, check=False, timeout=60
+    )
+
+
+def test_settings_read_the_environment() -> None:
+    single = _settings_hosts({"REDIS_URL": "redis://r:6379/4"})
+    assert single.returncode == 0, single.stderr
+    assert json.loads(single.stdout) == [{"address": "redis://r:6379/4"}]
+    shards = _settings_hosts({"CHANNEL_LAYER_SHARDS": "redis://a:6379/0,redis://b:6379/0"})
+    assert shards.returncode == 0, shards.stderr
+    assert json.loads(shards.stdout) == [{"address": "redis://a:6379/0"}, {"address": "redis://b:6379/0"}]
+    sentinel = _settings_hosts(
+        {"REDIS_URL": "redis://:pw@x/5", "REDIS_SENTINELS": "s1:5000,s2", "REDIS_SENTINEL_MASTER": "main"}
+    )
+    assert sentinel.returncode == 0, sentinel.stderr
+    assert json.loads(sentinel.stdout) == [{"master_name": "main", "sentinels": [["s1", 5000], ["s2", 26379]], "db": 5}]
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"REDIS_SENTINELS": "s1:abc"}, "REDIS_SENTINELS"),
+        ({"CHANNEL_LAYER_SHARDS": "redis://a:1/0,"}, "CHANNEL_LAYER_SHARDS"),
+        ({"REDIS_SENTINELS": "s1", "CHANNEL_LAYER_SHARDS": "redis://a:1/0"}, "CHANNEL_LAYER_SHARDS"),
+        ({"REDIS_URL": "redis//nope"}, "REDIS_URL"),
+    ],
+)
+def test_settings_refuse_bad_values_at_start_up(env: dict[str, str], variable: str) -> None:
+    result = _settings_hosts(env)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert variable in result.stderr
+
+
+# ---------------------------------------------------------------------------
+# Live: a real master with a real Sentinel, and two real shards
+# ---------------------------------------------------------------------------
+
+
+class SentinelServer:
+    """``redis-server sentinel.conf --sentinel`` watching one master."""
+
+    def __init__(self, binary: str, master_port: int) -> None:
+        self.binary = binary
+        self.master_port = master_port
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="ws-tests-sentinel-"))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        config = self.dir / "sentinel.conf"
+        config.write_text(
+            f"port {self.port}\n"
+            f"bind {HOST}\n"
+            f"dir {self.dir}\n"
+            f"sentinel monitor {MASTER} {HOST} {self.master_port} 1\n"
+            f"sentinel down-after-milliseconds {MASTER} 60000\n"
+        )
+        self.process = subprocess.Popen(
+            [self.binary, str(config), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
+        try:
+            wait_for_port(self.port, timeout=10, process=self.process)
+            with redis.Redis(host=HOST, port=self.port, socket_timeout=2, decode_responses=True) as client:
+                deadline = time.monotonic() + 10
+                while client.sentinel_get_master_addr_by_name(MASTER) != (HOST, self.master_port):
+                    assert time.monotonic() < deadline, "the sentinel never reported the master"
+                    time.sleep(0.05)
+        except BaseException:
+            self.destroy()
+            raise
+
+    def destroy(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def master() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture(scope="module")
+def sentinel(master: RedisServer) -> Iterator[SentinelServer]:
+    server = SentinelServer(master.binary, master.port)
+    server.start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture(scope="module")
+def shards() -> Iterator[list[RedisServer]]:
+    servers = [RedisServer(), RedisServer()]
+    for server in servers:
+        server.start()
+    yield servers
+    for server in servers:
+        server.destroy()
+
+
+def _keys(port: int, db: int, pattern: str) -> list[bytes]:
+    with redis.Redis(host=HOST, port=port, db=db, socket_timeout=2) as client:
+        keys: list[bytes] = client.keys(pattern)
+        return keys
+
+
+def _layer(topology: RedisTopology, prefix: str, max_connections: int = 64) -> RedisChannelLayer:
+    config = channel_layers_config(
+        topology, prefix=prefix, capacity=100, expiry=30, pool=RedisPoolOptions(max_connections=max_connections)
+    )["default"]["CONFIG"]
+    return RedisChannelLayer(**config)
+
+
+async def test_channel_layer_through_a_real_sentinel(master: RedisServer, sentinel: SentinelServer) -> None:
+    # REDIS_URL's host is deliberately unreachable: only its db (3) is used; the master comes from the sentinel.
+    topology = redis_topology("redis://unreachable.invalid:1/3", sentinels=f"{HOST}:{sentinel.port}")
+    layer = _layer(topology, "sent", max_connections=2)
+    pool = layer.create_pool(0)
+    assert isinstance(pool, BlockingSentinelConnectionPool)
+    assert isinstance(pool, aioredis.BlockingConnectionPool)
+    assert pool.max_connections == 2
+    await pool.aclose()
+
+    channels = [await layer.new_channel() for _ in range(20)]
+    # 20 concurrent group_adds over a 2-connection pool: callers wait for a connection, none fails.
+    await asyncio.gather(*(layer.group_add("room", channel) for channel in channels))
+    assert _keys(master.port, 3, "sent*"), "the group is not on the master's db 3"
+    await layer.group_send("room", {"type": "hello", "n": 1})
+    received = await asyncio.wait_for(asyncio.gather(*(layer.receive(channel) for channel in channels)), 10)
+    assert {message["type"] for message in received} == {"hello"}
+    await layer.flush()
+
+
+async def test_data_client_and_probe_through_a_real_sentinel(master: RedisServer, sentinel: SentinelServer) -> None:
+    topology = redis_topology("redis://unreachable.invalid:1/4", sentinels=f"{HOST}:{sentinel.port}")
+    with override_settings(REDIS_TOPOLOGY=topology, REDIS_URL=topology.url):
+        client = get_redis()
+        try:
+            await client.set("presence-probe", "here", ex=30)
+            assert await client.get("presence-probe") == "here"
+        finally:
+            await client.aclose()
+        probe = new_probe_client(2.0)
+        try:
+            assert await probe.ping()
+        finally:
+            await probe.aclose()
+    assert _keys(master.port, 4, "presence-probe") == [b"presence-probe"]
+
+
+async def test_channel_layer_over_two_real_shards(shards: list[RedisServer], master: RedisServer) -> None:
+    topology = redis_topology(master.url, shards=",".join(server.url for server in shards))
+    layer = _layer(topology, "shard")
+    channel = await layer.new_channel()
+    groups = [f"room.g{i}" for i in range(16)]
+    for group in groups:
+        await layer.group_add(group, channel)
+    for i, group in enumerate(groups):
+        await layer.group_send(group, {"type": "hello", "n": i})
+    received = [await asyncio.wait_for(layer.receive(channel), 5) for _ in groups]
+    assert sorted(message["n"] for message in received) == list(range(len(groups)))
+    for server in shards:
+        assert _keys(server.port, 0, "shard*"), f"shard {server.url} holds no channel-layer keys"
+    assert not _keys(master.port, 0, "shard*"), "REDIS_URL holds channel-layer keys although shards are set"
+    await layer.flush()
+
+    # Data outside the channel layer stays on REDIS_URL, never on a shard.
+    with override_settings(REDIS_TOPOLOGY=topology, REDIS_URL=topology.url):
+        client = get_redis()
+        try:
+            await client.set("slot-probe", "1", ex=30)
+        finally:
+            await client.aclose()
+    assert _keys(master.port, 0, "slot-probe") == [b"slot-probe"]
+    assert not any(_keys(server.port, 0, "slot-probe") for server in shards)
+
+
+async def test_blocking_pool_for_a_plain_url_is_unchanged(master: RedisServer) -> None:
+    pool = create_blocking_pool({"address": master.url, "max_connections": 3, "timeout": 1})
+    assert type(pool) is aioredis.BlockingConnectionPool
+    assert pool.max_connections == 3
+    await pool.aclose()
