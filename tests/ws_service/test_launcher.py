@@ -76,7 +76,7 @@ def test_uvicorn_gets_the_same_limits_and_no_access_log(monkeypatch: pytest.Monk
 
 def test_an_inherited_socket_becomes_daphnes_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WS_BIND", raising=False)
-    assert ServerOptions.from_env().daphne_kwargs(listen_fd=7)["endpoints"] == ["fd:fileno=7:domain=INET"]
+    assert ServerOptions.from_env().daphne_kwargs(listen_fd=7)["endpoints"] == ["fd:fileno=7"]
 
 
 @pytest.mark.parametrize(("name", "value"), [("WS_SERVER", "gunicorn"), ("WS_WORKERS", "0")])

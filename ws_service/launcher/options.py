@@ -71,8 +71,11 @@ class ServerOptions:
 
         if listen_fd is None:
             endpoints = build_endpoint_description_strings(host=self.bind, port=self.port)
+        elif ":" in self.bind:
+            # Daphne's "fd" endpoint adopts IPv4 sockets only.
+            raise ImproperlyConfigured("WS_WORKERS > 1 with Daphne needs an IPv4 WS_BIND")
         else:
-            endpoints = [f"fd:fileno={listen_fd}:domain={'INET6' if ':' in self.bind else 'INET'}"]
+            endpoints = [f"fd:fileno={listen_fd}"]
         return {
             "endpoints": endpoints,
             "signal_handlers": False,  # SIGTERM/SIGINT drain instead (see daphne_backend)
