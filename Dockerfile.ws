@@ -37,7 +37,9 @@ RUN groupadd --system --gid 10001 app \
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    DJANGO_SETTINGS_MODULE=shared.settings
+    DJANGO_SETTINGS_MODULE=shared.settings \
+    SERVICE_NAME=ws \
+    METRICS_PORT=9100
 
 WORKDIR /app
 COPY --from=build /opt/venv /opt/venv
@@ -52,10 +54,13 @@ RUN python -m compileall -q shared web_service ws_service \
  && mkdir staticfiles
 
 USER 10001:10001
-EXPOSE 8001
+# 8001: WebSockets and /healthz, /readyz (what the proxy routes to);
+# 9100: Prometheus /metrics, internal only (never routed by the proxy).
+EXPOSE 8001 9100
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-m", "shared.probe", "http://127.0.0.1:8001/healthz"]
-# The ws launcher: Daphne for ws_service.asgi:application on 0.0.0.0:8001,
-# in this process (signals reach Daphne directly), with timeouts from WS_*
-# variables instead of Daphne's CLI defaults (README: configuration).
+# The ws launcher: Daphne (or Uvicorn with WS_SERVER=uvicorn) for
+# ws_service.asgi:application on 0.0.0.0:8001, in this process (signals reach
+# the server directly) or as WS_WORKERS processes on one shared socket, with
+# timeouts from WS_* variables instead of the servers' defaults (README: configuration).
 CMD ["python", "-m", "ws_service"]
