@@ -1,0 +1,1 @@
+"""Benchmark harness: ``python -m bench`` (see docs/benchmark.md). Not part of the test suite."""

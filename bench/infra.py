@@ -1,0 +1,160 @@
+"""Processes the harness starts: PostgreSQL and Redis (from tests.support.servers), servers under test.
+
+Every server runs in its own session (so a Ctrl-C in the terminal reaches only
+the harness, which then stops them in order) and is stopped with SIGTERM,
+then SIGKILL of its process group after a grace period.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import httpx
+
+from bench import proctree
+from tests.support.servers import HOST, PostgresServer, RedisServer, free_port
+
+PYTHON = sys.executable
+STOP_GRACE_SECONDS = 20.0
+
+
+def bench_env(database_url: str, redis_url: str) -> dict[str, str]:
+    """The environment every server gets: real settings, limits raised so the load itself is not refused."""
+    return {
+        "DJANGO_SETTINGS_MODULE": "shared.settings",
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": "bench-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz-ABCDEFG",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DJANGO_SECURE_COOKIES": "0",
+        "DJANGO_LOG_LEVEL": "WARNING",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        # One connection per benchmark client, many per user: the per-user cap and the
+        # per-connection rate limit would otherwise refuse the benchmark's own load.
+        "WS_MAX_CONNECTIONS_PER_USER": "1000000",
+        "WS_RATE_LIMIT_PER_SECOND": "1000000",
+        "WS_RATE_LIMIT_BURST": "1000000",
+        "WS_DRAIN_TIMEOUT": "5",
+        "METRICS_PORT": "0",
+    }
+
+
+class Backing:
+    """Throwaway PostgreSQL and Redis on free loopback ports."""
+
+    def __init__(self) -> None:
+        self.postgres = PostgresServer()
+        self.redis = RedisServer()
+
+    def start(self) -> None:
+        self.postgres.init()
+        self.redis.start()
+
+    def stop(self) -> None:
+        try:
+            self.redis.destroy()
+        finally:
+            self.postgres.destroy()
+
+
+class ServerProcess:
+    """One server under test (a process tree), on its own loopback port."""
+
+    def __init__(
+        self, name: str, command: Sequence[str], env: Mapping[str, str], log_dir: Path, port: int | None = None
+    ) -> None:
+        self.name = name
+        self.port = port or free_port()
+        self.command = [part.format(port=self.port) for part in command]
+        self.env = {key: value.format(port=self.port) for key, value in env.items()}
+        self.log_path = log_dir / f"{name}-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{HOST}:{self.port}/ws/"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise RuntimeError(f"{self.name} is not running")
+        return self.process.pid
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(  # noqa: S603 - the harness's own server commands
+                self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """``GET /healthz`` answers 200 (any worker), then the whole tree goes quiet (imports done)."""
+        deadline = time.monotonic() + timeout
+        with httpx.Client(trust_env=False, timeout=1.0) as client:
+            while True:
+                if self.process is None or self.process.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited: {self.log_tail()}")
+                try:
+                    if client.get(f"{self.http_url}/healthz").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{self.name} not ready within {timeout}s: {self.log_tail()}")
+                time.sleep(0.1)
+        proctree.wait_quiet([self.pid], timeout=max(1.0, deadline - time.monotonic()))
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def rss_kib(self) -> int:
+        return proctree.tree_rss_kib(self.pid)
+
+    def log_tail(self, chars: int = 2000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def terminate(self) -> None:
+        """SIGTERM only (the product drains); ``stop`` waits."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    def stop(self) -> None:
+        """SIGTERM (the product drains), then SIGKILL to the process group if it lingers."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=STOP_GRACE_SECONDS)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # its own session: only what this server started
+        process.wait(timeout=10)
+
+
+def stop_all(servers: Sequence[ServerProcess]) -> None:
+    """Stop several servers at once (their drains overlap)."""
+    for server in servers:
+        server.terminate()
+    for server in servers:
+        server.stop()
+
+
+def start_all(servers: Sequence[ServerProcess], timeout: float = 90.0) -> None:
+    """Start several servers at once (their imports overlap), then wait for each."""
+    for server in servers:
+        server.start()
+    for server in servers:
+        server.wait_ready(timeout)

@@ -1,0 +1,161 @@
+"""Results: medians (min-max) per configuration and figure, ratios, the issue's targets; Markdown and JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from bench.stats import summary
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    key: str
+    label: str
+    better: Literal["higher", "lower", "zero"]
+    digits: int = 1
+
+
+FIGURES: tuple[Figure, ...] = (
+    Figure("connect_rate", "connect+auth: connections/s", "higher"),
+    Figure("connect_p50_ms", "connect+auth: handshake p50 (ms)", "lower"),
+    Figure("connect_p99_ms", "connect+auth: handshake p99 (ms)", "lower"),
+    Figure("connect_failures", "connect+auth: failures", "zero", 0),
+    Figure("mem_per_conn_kib", "idle memory per connection (KiB)", "lower"),
+    Figure("mem_rss_mib", "idle: tree RSS with N connections (MiB)", "lower"),
+    Figure("mem_failures", "idle: connect failures", "zero", 0),
+    Figure("hold_connected", "hold: connections open (2 processes)", "higher", 0),
+    Figure("hold_failures", "hold: connect failures", "zero", 0),
+    Figure("hold_drops", "hold: drops after the hold", "zero", 0),
+    Figure("hold_rss_per_conn_kib", "hold: RSS growth per connection (KiB)", "lower"),
+    Figure("rr_throughput", "request/response: replies/s", "higher"),
+    Figure("rr_p50_ms", "request/response: p50 (ms)", "lower", 2),
+    Figure("rr_p99_ms", "request/response: p99 (ms)", "lower", 2),
+    Figure("rr_errors", "request/response: errors", "zero", 0),
+    Figure("fanout_last_ms", "fan-out: time to last delivery (ms)", "lower"),
+    Figure("fanout_p50_ms", "fan-out: delivery p50 (ms)", "lower"),
+    Figure("fanout_p99_ms", "fan-out: delivery p99 (ms)", "lower"),
+    Figure("fanout_rate", "fan-out: deliveries/s", "higher"),
+    Figure("fanout_lost", "fan-out: lost", "zero", 0),
+    Figure("fanout_http_last_ms", "fan-out via HTTP API: time to last delivery (ms)", "lower"),
+    Figure("fanout_http_p50_ms", "fan-out via HTTP API: p50 (ms)", "lower"),
+    Figure("fanout_http_p99_ms", "fan-out via HTTP API: p99 (ms)", "lower"),
+    Figure("fanout_http_rate", "fan-out via HTTP API: deliveries/s", "higher"),
+    Figure("fanout_http_lost", "fan-out via HTTP API: lost", "zero", 0),
+    Figure("fanout_setup_failures", "fan-out: subscribers not connected/subscribed", "zero", 0),
+    Figure("scenario_errors", "scenario errors (exceptions, crashed servers)", "zero", 0),
+)
+ERROR_FIGURES = tuple(figure.key for figure in FIGURES if figure.better == "zero")
+RATIO_FIGURES = ("connect_rate", "connect_p99_ms", "mem_per_conn_kib", "rr_throughput", "rr_p99_ms", "fanout_rate",
+                 "fanout_p99_ms")  # fmt: skip
+PRODUCTS = {"product-daphne": "daphne-bare", "product-uvicorn": "uvicorn-bare"}
+
+
+def summarise(reps: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    keys = {key for rep in reps for key in rep}
+    return {key: summary([rep.get(key, math.nan) for rep in reps]) for key in sorted(keys)}
+
+
+def _median(results: dict[str, Any], config: str, key: str) -> float:
+    value = results.get(config, {}).get("summary", {}).get(key, {}).get("median", math.nan)
+    return float(value) if value is not None else math.nan
+
+
+def ratios(results: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """``product/reference`` of medians, for each product configuration and reference."""
+    out: dict[str, dict[str, float]] = {}
+    for product, ceiling in PRODUCTS.items():
+        if product not in results:
+            continue
+        for reference in ("raw", "stock", ceiling):
+            column = f"{product}/{reference}"
+            out[column] = {}
+            for key in RATIO_FIGURES:
+                base = _median(results, reference, key)
+                out[column][key] = _median(results, product, key) / base if base and not math.isnan(base) else math.nan
+    return out
+
+
+def _target(name: str, value: float, limit: float, higher: bool) -> dict[str, Any]:
+    passed = value >= limit if higher else value <= limit
+    status = "n/a" if math.isnan(value) else "met" if passed else "missed"
+    return {"target": name, "value": value, "limit": limit, "status": status}
+
+
+def targets(results: dict[str, Any], table: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    def ratio(column: str, key: str) -> float:
+        return table.get(column, {}).get(key, math.nan)
+
+    checks = [
+        _target("uvicorn: connect+auth >= 0.5x raw", ratio("product-uvicorn/raw", "connect_rate"), 0.5, True),
+        _target("uvicorn: request/response >= 0.8x raw", ratio("product-uvicorn/raw", "rr_throughput"), 0.8, True),
+        _target("uvicorn: fan-out deliveries/s >= 0.5x raw", ratio("product-uvicorn/raw", "fanout_rate"), 0.5, True),
+        _target("daphne: connect+auth >= 0.9x Daphne ceiling", ratio("product-daphne/daphne-bare", "connect_rate"),
+                0.9, True),
+        _target("daphne: request/response >= 0.9x Daphne ceiling", ratio("product-daphne/daphne-bare", "rr_throughput"),
+                0.9, True),
+        _target("uvicorn: idle memory/conn <= 1.5x raw", ratio("product-uvicorn/raw", "mem_per_conn_kib"), 1.5, False),
+        _target("daphne: idle memory/conn <= 1.5x raw", ratio("product-daphne/raw", "mem_per_conn_kib"), 1.5, False),
+    ]  # fmt: skip
+    for product in PRODUCTS:
+        if product in results:
+            worst = [rep.get(key, 0.0) for rep in results[product]["reps"] for key in ERROR_FIGURES]
+            total = sum(value for value in worst if not math.isnan(value))
+            checks.append(_target(f"{product}: 0 errors, 0 lost (every rep)", total, 0, False))
+    return checks
+
+
+def _cell(stats: dict[str, float] | None, digits: int) -> str:
+    if not stats or stats["median"] is None or math.isnan(stats["median"]):
+        return "-"
+    median, low, high = stats["median"], stats["min"], stats["max"]
+    text = f"{median:,.{digits}f}"
+    if not math.isclose(low, high):
+        text += f" ({low:,.{digits}f}-{high:,.{digits}f})"
+    return text
+
+
+def markdown(document: dict[str, Any]) -> str:
+    results: dict[str, Any] = document["configs"]
+    names = list(results)
+    lines = [
+        f"## Benchmark ({document['meta']['sizes']['name']}, {document['meta']['reps']} reps: median (min-max))",
+        "",
+    ]
+    lines.append("| figure | " + " | ".join(names) + " |")
+    lines.append("|---|" + "---:|" * len(names))
+    for figure in FIGURES:
+        cells = [_cell(results[name]["summary"].get(figure.key), figure.digits) for name in names]
+        if any(cell != "-" for cell in cells):
+            lines.append(f"| {figure.label} | " + " | ".join(cells) + " |")
+    table: dict[str, dict[str, float]] = document["ratios"]
+    if table:
+        columns = list(table)
+        lines += ["", "### Ratios of medians", "", "| figure | " + " | ".join(columns) + " |"]
+        lines.append("|---|" + "---:|" * len(columns))
+        for key in RATIO_FIGURES:
+            values = [table[column].get(key, math.nan) for column in columns]
+            lines.append(f"| {key} | " + " | ".join("-" if math.isnan(v) else f"{v:.2f}" for v in values) + " |")
+    lines += ["", "### Targets (issue #6)", "", "| target | value | status |", "|---|---:|---|"]
+    for check in document["targets"]:
+        value = "-" if math.isnan(check["value"]) else f"{check['value']:.2f}"
+        lines.append(f"| {check['target']} | {value} | {check['status']} |")
+    return "\n".join(lines) + "\n"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    return value
+
+
+def write_json(document: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_jsonable(document), indent=2, allow_nan=False) + "\n")

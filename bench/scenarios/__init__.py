@@ -1,0 +1,1 @@
+"""One module per measured scenario; each runs one repetition and returns its figures."""

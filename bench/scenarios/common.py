@@ -1,0 +1,51 @@
+"""Helpers shared by the scenarios: a client pool sized for this run, merging replies."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from bench import proctree
+from bench.context import RunContext
+from bench.infra import ServerProcess
+from bench.loadgen import ClientPool
+
+PING = '{"type": "ping"}'
+
+
+def pool(ctx: RunContext, urls: Sequence[str], total: int) -> ClientPool:
+    sizes = ctx.sizes
+    return ClientPool(
+        urls,
+        total,
+        ctx.cookies,
+        processes=sizes.client_processes,
+        concurrency=sizes.connect_concurrency,
+        open_timeout=sizes.open_timeout,
+    )
+
+
+def open_all(ctx: RunContext, clients: ClientPool, total: int) -> dict[str, Any]:
+    """Open every connection; merged times, failures and the wall-clock span over all processes."""
+    replies = clients.request(ctx.sizes.open_timeout * (1 + total / ctx.sizes.connect_concurrency), "open")
+    errors = sorted({sample for reply in replies for sample in reply["error_samples"]})
+    for sample in errors[:3]:
+        ctx.notes.append(f"connect error: {sample}")
+    return {
+        "times": [t for reply in replies for t in reply["times"]],
+        "failures": sum(reply["failures"] for reply in replies),
+        "span": max(reply["ended"] for reply in replies) - min(reply["started"] for reply in replies),
+    }
+
+
+def close_all(ctx: RunContext, clients: ClientPool, servers: Sequence[ServerProcess]) -> None:
+    clients.request(120, "close")
+    settle(ctx, servers)
+
+
+def settle(ctx: RunContext, servers: Sequence[ServerProcess]) -> None:
+    proctree.wait_quiet([server.pid for server in servers], timeout=ctx.sizes.settle_timeout)
+
+
+def total(replies: Sequence[dict[str, Any]], key: str) -> int:
+    return sum(int(reply[key]) for reply in replies)
