@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from channels.layers import get_channel_layer
 from django.conf import settings
 
 from shared.current_user import get_current_user
 from shared.models import Message, TopicSequence
+from shared.push import timed_group_send
 from shared.topics import topic_group
 
 TOPIC_MESSAGE_EVENT = "topic.message"
@@ -80,8 +80,7 @@ def last_id(topic: str) -> int:
 
 
 async def deliver(payload: dict[str, Any]) -> None:
-    """Send a stored message to every subscriber of its topic on every replica."""
-    layer = get_channel_layer()
-    if layer is None:
-        raise RuntimeError("CHANNEL_LAYERS is not configured")
-    await layer.group_send(topic_group(payload["topic"]), {"type": TOPIC_MESSAGE_EVENT, "message": payload})
+    """Send a stored message to every subscriber of its topic on every replica (timed, see shared.push)."""
+    await timed_group_send(
+        topic_group(payload["topic"]), {"type": TOPIC_MESSAGE_EVENT, "message": payload}, event="topic_message"
+    )

@@ -1,22 +1,26 @@
-"""``/healthz`` and ``/readyz`` for the web service.
+"""``/healthz`` and ``/readyz`` for the web service, and the request metrics.
 
 Answered by the first middleware in the stack, before host validation,
 sessions and authentication: an orchestrator probes by pod IP (not in
-ALLOWED_HOSTS), and liveness must not touch the database.
+ALLOWED_HOSTS), and liveness must not touch the database. Being first, it
+also counts every request in the ``web_*`` metrics (``web_service/metrics.py``).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from shared.health import check_database, check_redis, run_checks
+from web_service import metrics
 from web_service.dual_mode import DualModeMiddleware
 
 LIVENESS_PATH = "/healthz"
 READINESS_PATH = "/readyz"
+PROBE_ROUTES = {LIVENESS_PATH: "healthz", READINESS_PATH: "readyz"}
 
 
 async def health_response(path: str) -> JsonResponse:
@@ -40,19 +44,34 @@ def _probe_path(request: HttpRequest) -> str | None:
 
 
 class HealthCheckMiddleware(DualModeMiddleware):
-    """Answers the probe paths; passes every other request on."""
+    """Answers the probe paths; passes every other request on; counts them all."""
 
     def handle(self, request: HttpRequest) -> HttpResponse:
-        path = _probe_path(request)
-        if path is not None:
-            probe: HttpResponse = async_to_sync(health_response)(path)
-            return probe
-        response: HttpResponse = self.get_response(request)
-        return response
+        started = time.perf_counter()
+        metrics.REQUESTS_IN_PROGRESS.inc()
+        try:
+            path = _probe_path(request)
+            if path is not None:
+                probe: HttpResponse = async_to_sync(health_response)(path)
+                metrics.observe(request, probe, started, route=PROBE_ROUTES[path])
+                return probe
+            response: HttpResponse = self.get_response(request)
+            metrics.observe(request, response, started)
+            return response
+        finally:
+            metrics.REQUESTS_IN_PROGRESS.dec()
 
     async def ahandle(self, request: HttpRequest) -> HttpResponse:
-        path = _probe_path(request)
-        if path is not None:
-            return await health_response(path)
-        response: HttpResponse = await self.get_response(request)
-        return response
+        started = time.perf_counter()
+        metrics.REQUESTS_IN_PROGRESS.inc()
+        try:
+            path = _probe_path(request)
+            if path is not None:
+                probe = await health_response(path)
+                metrics.observe(request, probe, started, route=PROBE_ROUTES[path])
+                return probe
+            response: HttpResponse = await self.get_response(request)
+            metrics.observe(request, response, started)
+            return response
+        finally:
+            metrics.REQUESTS_IN_PROGRESS.dec()

@@ -16,6 +16,7 @@ from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError
+from prometheus_client import Counter
 from redis.exceptions import RedisError
 
 from shared import messaging, presence
@@ -24,6 +25,7 @@ from shared.groups import BROADCAST_GROUP, user_group
 from shared.messaging import MessageTextError
 from shared.presence import PresenceEntry
 from shared.topics import TopicError, authorize, topic_group
+from ws_service import metrics
 from ws_service.layer_monitor import get_monitor
 from ws_service.presence_tracker import get_tracker
 from ws_service.protocol import (
@@ -71,12 +73,12 @@ def _snapshot(topic: str, since: int | None) -> tuple[int, list[dict[str, Any]]]
 
 
 @contextmanager
-def _reported_as_unavailable(what: str) -> Iterator[None]:
+def _reported_as_unavailable(what: str, topic: str) -> Iterator[None]:
     """Turn a database or Redis failure into an ``unavailable`` error frame."""
     try:
         yield
     except UNAVAILABLE_ERRORS as exc:
-        logger.warning("%s failed: %s", what, exc)
+        logger.warning("%s failed for %s: %s", what, topic, exc, extra={"topic": topic})
         raise ProtocolError(ErrorCode.UNAVAILABLE, f"{what} is unavailable right now; retry shortly") from exc
 
 
@@ -142,8 +144,9 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
         except Exception:
             logger.exception("unhandled error while handling %s", message.get("type"))
             if message.get("type") == "websocket.receive":
-                await self.send_message(error_frame("internal", "the server failed to handle this message", {}))
+                await self.send_error(ErrorCode.INTERNAL, "the server failed to handle this message", {})
             elif message.get("type") == "websocket.connect":
+                metrics.handshake_decided(self.scope, metrics.OUTCOME_ERROR)
                 await self.close(code=CLOSE_TRY_AGAIN_LATER, reason="internal error")
 
     async def drain(self) -> None:
@@ -163,14 +166,17 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
 
     async def connect(self) -> None:
         if registry.draining:
+            metrics.handshake_decided(self.scope, metrics.OUTCOME_DRAINING)
             await self.close()  # before accept: the handshake is refused (403)
             return
         await self.accept()
         if self.scope.get("auth_unavailable"):
+            metrics.handshake_decided(self.scope, metrics.OUTCOME_UNAVAILABLE)
             await self.close(code=CLOSE_TRY_AGAIN_LATER, reason="authentication unavailable")
             return
         user = self.scope["user"]
         if not user.is_authenticated:
+            metrics.handshake_decided(self.scope, metrics.OUTCOME_UNAUTHENTICATED)
             await self.close(code=CLOSE_UNAUTHENTICATED, reason="authentication required")
             return
         groups = [user_group(user.pk), BROADCAST_GROUP]
@@ -182,10 +188,12 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
                 self.joined_groups.append(group)
         except (RedisError, OSError) as exc:
             logger.error("channel layer unavailable on connect: %s", exc)
+            metrics.handshake_decided(self.scope, metrics.OUTCOME_UNAVAILABLE)
             await self.close(code=CLOSE_TRY_AGAIN_LATER, reason="channel layer unavailable")
             return
         registry.add(self)
         get_monitor().ensure_running()
+        metrics.handshake_decided(self.scope, metrics.OUTCOME_ACCEPTED)
         logger.info("connected")
         await self.send_message(
             {"type": "welcome", "user": _user_payload(user), "connection_id": self.scope["connection_id"]}
@@ -204,20 +212,33 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
             logger.info("disconnected with code %s", code)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        message: dict[str, Any] = {}
         try:
             message = parse_frame(text_data, bytes_data)
-            handler = HANDLERS.get(message["type"])
-            if handler is None:
+        except ProtocolError as error:
+            metrics.RECEIVED_INVALID.inc()
+            await self.send_error(error.code, error.detail, {})
+            return
+        try:
+            route = _ROUTES.get(message["type"])
+            if route is None:
+                metrics.RECEIVED_UNKNOWN.inc()
                 raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {message['type'][:64]!r}")
+            handler, received = route
+            received.inc()
             await handler(self, message)
         except TopicError as error:
-            await self.send_message(error_frame(error.code, error.detail, message))
+            await self.send_error(error.code, error.detail, message)
         except ProtocolError as error:
-            await self.send_message(error_frame(str(error.code), error.detail, message))
+            await self.send_error(error.code, error.detail, message)
 
     async def send_message(self, message: dict[str, Any]) -> None:
         await self.send(text_data=encode(message))
+        metrics.count_sent(message.get("type"))
+
+    async def send_error(self, code: str, detail: str, request: dict[str, Any]) -> None:
+        """An error frame (echoing the request's valid ``ref``), counted by code."""
+        metrics.count_error(code)
+        await self.send_message(error_frame(code, detail, request))
 
     def _presence_entry(self, topic: str) -> PresenceEntry:
         user = self.scope["user"]
@@ -229,7 +250,7 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
             await self.channel_layer.group_discard(topic_group(topic), self.channel_name)
             await get_tracker().leave(self._presence_entry(topic))
         except (RedisError, OSError) as exc:
-            logger.warning("could not leave topic %s cleanly: %s", topic, exc)
+            logger.warning("could not leave topic %s cleanly: %s", topic, exc, extra={"topic": topic})
 
     # -- client messages -------------------------------------------------
 
@@ -243,7 +264,7 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
     async def on_subscribe(self, message: dict[str, Any]) -> None:
         topic = authorize(self.scope["user"], message.get("topic"))
         since = optional_since(message)
-        with _reported_as_unavailable("subscribing"):
+        with _reported_as_unavailable("subscribing", topic):
             # Join the group first: anything published from here on is either
             # in the snapshot or arrives afterwards (duplicates are dropped).
             await self.channel_layer.group_add(topic_group(topic), self.channel_name)
@@ -252,7 +273,7 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
         await self.send_message({"type": "subscribed", "topic": topic, "last_id": last})
         await self._replay(topic, replay, last)
         if new:
-            with _reported_as_unavailable("presence"):
+            with _reported_as_unavailable("presence", topic):
                 await get_tracker().join(self._presence_entry(topic))
 
     async def _replay(self, topic: str, page: list[dict[str, Any]], last: int) -> None:
@@ -263,7 +284,7 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
             sent = page[-1]["id"]
             if sent >= last or len(page) < messaging.REPLAY_PAGE_SIZE:
                 return
-            with _reported_as_unavailable("replaying history"):
+            with _reported_as_unavailable("replaying history", topic):
                 page = await database_sync_to_async(messaging.messages_after)(
                     topic, sent, last, messaging.REPLAY_PAGE_SIZE
                 )
@@ -284,18 +305,20 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
             text = messaging.validate_text(message.get("text"))
         except MessageTextError as exc:
             raise ProtocolError(ErrorCode.BAD_MESSAGE, str(exc)) from None
-        with _reported_as_unavailable("publishing"):
+        with _reported_as_unavailable("publishing", topic):
             payload = await database_sync_to_async(messaging.store_message)(topic, text)
         try:
             await messaging.deliver(payload)
         except (RedisError, OSError) as exc:
             # Stored, so subscribers still get it through since-recovery.
-            logger.warning("message %s#%s stored but not delivered live: %s", topic, payload["id"], exc)
+            logger.warning(
+                "message %s#%s stored but not delivered live: %s", topic, payload["id"], exc, extra={"topic": topic}
+            )
         await self.send_message({"type": "ack", "topic": topic, "id": payload["id"], "ref": ref})
 
     async def on_presence(self, message: dict[str, Any]) -> None:
         topic = authorize(self.scope["user"], message.get("topic"))
-        with _reported_as_unavailable("presence"):
+        with _reported_as_unavailable("presence", topic):
             users = await presence.users(topic)
         await self.send_message({"type": "presence", "topic": topic, "users": users})
 
@@ -317,7 +340,7 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
             try:
                 batch = await database_sync_to_async(messaging.messages_after)(topic, since, message_id)
             except DatabaseError as exc:
-                logger.warning("could not fill gap in %s after %s: %s", topic, since, exc)
+                logger.warning("could not fill gap in %s after %s: %s", topic, since, exc, extra={"topic": topic})
                 batch = [payload]
         else:
             return
@@ -344,4 +367,8 @@ HANDLERS: dict[str, Handler] = {
     "unsubscribe": ConnectionConsumer.on_unsubscribe,
     "publish": ConnectionConsumer.on_publish,
     "presence": ConnectionConsumer.on_presence,
+}
+# One lookup per frame: the handler and its pre-bound ws_messages_received_total child.
+_ROUTES: dict[str, tuple[Handler, Counter]] = {
+    name: (handler, metrics.RECEIVED[name]) for name, handler in HANDLERS.items()
 }

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
+from ws_service import metrics
 from ws_service.asgi_types import ASGIApp, Receive, Scope, Send, deny_handshake
 
 logger = logging.getLogger("ws.host")
@@ -52,6 +53,10 @@ class HostValidator:
     A handshake with no ``Host`` header, or with more than one, is refused too.
     Other scope types pass through unchanged (the ws service's HTTP side is
     health probes only, which must answer whatever host the orchestrator uses).
+
+    As the outermost WebSocket middleware it also stamps the scope with the
+    time the handshake arrived, so ``ws_handshake_seconds`` measures
+    everything up to the accept/refuse decision.
     """
 
     def __init__(self, inner: ASGIApp) -> None:
@@ -61,6 +66,7 @@ class HostValidator:
         if scope["type"] != "websocket":
             await self.inner(scope, receive, send)
             return
+        scope = metrics.handshake_started(scope)
         hosts = _host_headers(scope)
         host = hosts[0] if len(hosts) == 1 else None
         allowed = effective_allowed_hosts(settings.ALLOWED_HOSTS, settings.DEBUG)
@@ -68,4 +74,5 @@ class HostValidator:
             await self.inner(scope, receive, send)
             return
         logger.warning("refused WebSocket handshake: host %r not in ALLOWED_HOSTS", hosts)
+        metrics.handshake_decided(scope, metrics.OUTCOME_HOST_REFUSED)
         await deny_handshake(receive, send)

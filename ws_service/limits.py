@@ -24,6 +24,7 @@ from typing import Any
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from ws_service import metrics
 from ws_service.asgi_types import ASGIApp, Message, Receive, Scope, Send
 from ws_service.connection_slots import Slot, get_slot_tracker
 from ws_service.protocol import (
@@ -135,11 +136,14 @@ class RateLimitMiddleware:
                 if strikes.hit():
                     closed = True
                     logger.warning("closing: sustained flooding over the rate limit")
+                    metrics.connection_rate_limited()
                     await close_connection(send, CLOSE_POLICY_VIOLATION)
                     break
                 detail = f"over {settings.WS_RATE_LIMIT_PER_SECOND:g} frames per second; slow down"
                 frame = error_frame(RATE_LIMITED, detail, _request_of(message))
                 await send({"type": "websocket.send", "text": encode(frame)})
+                metrics.count_error(RATE_LIMITED)
+                metrics.SENT_ERROR.inc()
             return _disconnect(CLOSE_POLICY_VIOLATION)
 
         await self.inner(scope, limited_receive, send)
@@ -182,6 +186,7 @@ class ConnectionLimitMiddleware:
             return
         if not admitted:
             logger.info("refusing connection: user %s already has %d open", user.pk, limit)
+            metrics.handshake_decided(scope, metrics.OUTCOME_TOO_MANY_CONNECTIONS)
             await _refuse_over_limit(receive, send)
             return
         try:

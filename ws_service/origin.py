@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.http.request import validate_host
 
+from ws_service import metrics
 from ws_service.asgi_types import ASGIApp, Receive, Scope, Send, deny_handshake, header
 
 logger = logging.getLogger("ws.origin")
@@ -73,4 +74,5 @@ class OriginValidator:
             await self.inner(scope, receive, send)
             return
         logger.warning("refused WebSocket handshake: origin %r not allowed", origin)
+        metrics.handshake_decided(scope, metrics.OUTCOME_ORIGIN_REFUSED)
         await deny_handshake(receive, send)

@@ -9,6 +9,10 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
+from prometheus_client import Gauge
+
+from ws_service import metrics
+
 
 class LiveConnection(Protocol):
     async def drain(self) -> None:
@@ -19,32 +23,48 @@ class LiveConnection(Protocol):
 
 
 class Registry:
-    """Connections register on connect and unregister when their cleanup is done."""
+    """Connections register on connect and unregister when their cleanup is done.
 
-    def __init__(self) -> None:
+    The process's registry reports its size in ``ws_connections_open`` and a
+    drain in ``ws_drains_in_progress``; other instances (tests) pass no gauges.
+    """
+
+    def __init__(self, *, open_gauge: Gauge | None = None, drain_gauge: Gauge | None = None) -> None:
         self.connections: set[LiveConnection] = set()
         self.draining = False
         self._empty = asyncio.Event()
         self._empty.set()
+        self._open_gauge = open_gauge
+        self._drain_gauge = drain_gauge
 
     def add(self, connection: LiveConnection) -> None:
         self.connections.add(connection)
         self._empty.clear()
+        if self._open_gauge is not None:
+            self._open_gauge.set(len(self.connections))
 
     def discard(self, connection: LiveConnection) -> None:
         self.connections.discard(connection)
         if not self.connections:
             self._empty.set()
+        if self._open_gauge is not None:
+            self._open_gauge.set(len(self.connections))
 
     async def drain(self, grace: float) -> bool:
         """Close every connection and wait for their cleanup; ``True`` if all finished in time."""
         self.draining = True
-        await asyncio.gather(*(connection.drain() for connection in list(self.connections)), return_exceptions=True)
+        if self._drain_gauge is not None:
+            self._drain_gauge.inc()
         try:
-            await asyncio.wait_for(self._empty.wait(), grace)
-        except TimeoutError:
-            return False
-        return True
+            await asyncio.gather(*(connection.drain() for connection in list(self.connections)), return_exceptions=True)
+            try:
+                await asyncio.wait_for(self._empty.wait(), grace)
+            except TimeoutError:
+                return False
+            return True
+        finally:
+            if self._drain_gauge is not None:
+                self._drain_gauge.dec()
 
 
-registry = Registry()
+registry = Registry(open_gauge=metrics.CONNECTIONS_OPEN, drain_gauge=metrics.DRAINS_IN_PROGRESS)

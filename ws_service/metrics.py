@@ -1,0 +1,170 @@
+"""Prometheus metrics of the ws service (README: Metrics).
+
+Served on the internal ``METRICS_PORT`` by :mod:`shared.metrics_server`, never
+on the public port. Every label has a fixed, small set of values: the
+labelled children are bound here once, so the per-message path is a dict
+lookup and an ``inc()``, and a client-chosen message type can never create a
+new series (unknown types count as ``unknown``).
+
+Gauges use ``multiprocess_mode="livesum"``: with ``WS_WORKERS`` > 1 the
+launcher's ``PROMETHEUS_MULTIPROC_DIR`` makes each worker write its own file,
+and the exposition sums the live workers (a dead worker's gauges vanish,
+its counters stay).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Final
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from shared.push import CHANNEL_LAYER_SEND_SECONDS
+from ws_service.asgi_types import Scope
+
+__all__ = ["CHANNEL_LAYER_SEND_SECONDS"]
+
+UNKNOWN: Final = "unknown"
+# Frames the consumer could not parse at all (bad JSON, binary, no string "type").
+INVALID: Final = "invalid"
+
+# -- connections ---------------------------------------------------------------
+
+CONNECTIONS_OPEN = Gauge(
+    "ws_connections_open",
+    "Open, authenticated WebSocket connections (welcome sent, cleanup not yet finished).",
+    multiprocess_mode="livesum",
+)
+
+# The outcome of every handshake that reached the application.
+OUTCOME_ACCEPTED: Final = "accepted"
+OUTCOME_UNAUTHENTICATED: Final = "unauthenticated"  # closed 4401
+OUTCOME_ORIGIN_REFUSED: Final = "origin_refused"  # HTTP 403
+OUTCOME_HOST_REFUSED: Final = "host_refused"  # HTTP 403
+OUTCOME_TOO_MANY_CONNECTIONS: Final = "too_many_connections"  # closed 4429
+OUTCOME_RATE_LIMITED: Final = "rate_limited"  # closed 1008 (sustained flooding)
+OUTCOME_UNAVAILABLE: Final = "unavailable"  # closed 4013: database or channel layer down
+OUTCOME_DRAINING: Final = "draining"  # HTTP 403 while the process drains
+OUTCOME_ERROR: Final = "error"  # closed 4013 after an unexpected error
+OUTCOMES: Final = (
+    OUTCOME_ACCEPTED,
+    OUTCOME_UNAUTHENTICATED,
+    OUTCOME_ORIGIN_REFUSED,
+    OUTCOME_HOST_REFUSED,
+    OUTCOME_TOO_MANY_CONNECTIONS,
+    OUTCOME_RATE_LIMITED,
+    OUTCOME_UNAVAILABLE,
+    OUTCOME_DRAINING,
+    OUTCOME_ERROR,
+)
+
+CONNECTION_ATTEMPTS = Counter(
+    "ws_connection_attempts",
+    "WebSocket handshakes by outcome. rate_limited counts connections closed with 1008 for sustained "
+    "flooding (after their accepted attempt); every other outcome is the handshake's own decision.",
+    ["outcome"],
+)
+_ATTEMPTS: Final = {outcome: CONNECTION_ATTEMPTS.labels(outcome) for outcome in OUTCOMES}
+
+HANDSHAKE_SECONDS = Histogram(
+    "ws_handshake_seconds",
+    "Time from the handshake reaching the application to its accept/refuse decision "
+    "(host and origin checks, authentication, connection limit, group joins), by outcome.",
+    ["outcome"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+_HANDSHAKES: Final = {
+    outcome: HANDSHAKE_SECONDS.labels(outcome) for outcome in OUTCOMES if outcome != OUTCOME_RATE_LIMITED
+}
+
+# Scope key set by the outermost middleware (HostValidator) when a handshake arrives.
+HANDSHAKE_STARTED: Final = "handshake_started"
+
+
+def handshake_started(scope: Scope) -> Scope:
+    """A copy of ``scope`` stamped with the time the handshake reached the application."""
+    return {**scope, HANDSHAKE_STARTED: time.perf_counter()}
+
+
+def handshake_decided(scope: Scope, outcome: str) -> None:
+    """Count a handshake's outcome and observe its latency (when the scope was stamped)."""
+    _ATTEMPTS[outcome].inc()
+    started = scope.get(HANDSHAKE_STARTED)
+    if started is not None:
+        _HANDSHAKES[outcome].observe(time.perf_counter() - started)
+
+
+def connection_rate_limited() -> None:
+    """An open connection closed with 1008 for sustained flooding."""
+    _ATTEMPTS[OUTCOME_RATE_LIMITED].inc()
+
+
+DRAINS_IN_PROGRESS = Gauge(
+    "ws_drains_in_progress",
+    "ws server processes draining right now (SIGTERM received: closing every connection with 1012).",
+    multiprocess_mode="livesum",
+)
+
+# -- frames ----------------------------------------------------------------------
+
+# What clients may send (ws_service.consumers.HANDLERS), plus INVALID and UNKNOWN.
+CLIENT_TYPES: Final = ("ping", "whoami", "subscribe", "unsubscribe", "publish", "presence")
+MESSAGES_RECEIVED = Counter(
+    "ws_messages_received",
+    "Frames handled by the consumer, by type (invalid: unparsable; unknown: a type the protocol lacks). "
+    'Frames dropped by the rate limit are in ws_error_frames_total{code="rate_limited"}.',
+    ["type"],
+)
+RECEIVED: Final = {name: MESSAGES_RECEIVED.labels(name) for name in (*CLIENT_TYPES, INVALID, UNKNOWN)}
+RECEIVED_UNKNOWN: Final = RECEIVED[UNKNOWN]
+RECEIVED_INVALID: Final = RECEIVED[INVALID]
+
+# What the server sends (docs/asyncapi.yaml); payloads pushed with shared.push have other types: UNKNOWN.
+SERVER_TYPES: Final = (
+    "welcome",
+    "subscribed",
+    "unsubscribed",
+    "ack",
+    "message",
+    "presence",
+    "presence_diff",
+    "pong",
+    "whoami",
+    "notification",
+    "error",
+)
+MESSAGES_SENT = Counter(
+    "ws_messages_sent",
+    "Frames sent to clients, by type (unknown: application payloads pushed with shared.push).",
+    ["type"],
+)
+SENT: Final = {name: MESSAGES_SENT.labels(name) for name in (*SERVER_TYPES, UNKNOWN)}
+SENT_UNKNOWN: Final = SENT[UNKNOWN]
+SENT_ERROR: Final = SENT["error"]
+
+
+def count_sent(frame_type: object) -> None:
+    """Count one outbound frame (``frame_type`` may be anything a pushed payload holds)."""
+    (SENT.get(frame_type, SENT_UNKNOWN) if type(frame_type) is str else SENT_UNKNOWN).inc()
+
+
+# The error codes of README "Errors" (ws_service.protocol.ErrorCode, topic errors, rate_limited).
+ERROR_CODES: Final = (
+    "bad_json",
+    "bad_message",
+    "unknown_type",
+    "bad_topic",
+    "forbidden",
+    "not_subscribed",
+    "unavailable",
+    "rate_limited",
+    "internal",
+)
+ERROR_FRAMES = Counter("ws_error_frames", "Error frames sent to clients, by code.", ["code"])
+ERRORS: Final = {code: ERROR_FRAMES.labels(code) for code in (*ERROR_CODES, UNKNOWN)}
+ERRORS_UNKNOWN: Final = ERRORS[UNKNOWN]
+
+
+def count_error(code: str) -> None:
+    """Count one error frame by code (its ``error`` type is counted where it is sent)."""
+    ERRORS.get(code, ERRORS_UNKNOWN).inc()
