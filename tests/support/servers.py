@@ -170,9 +170,10 @@ class DaphneServer:
 
     @classmethod
     def web(cls, env: Mapping[str, str], log_path: Path) -> DaphneServer:
-        """The web service, as Dockerfile.web runs it."""
-        command = [sys.executable, "-m", "daphne", "-b", HOST, "-p", "{port}", "web_service.asgi:application"]
-        return cls("web", command, env, log_path)
+        """The web service through its real launcher (``python -m web_service``), as Dockerfile.web runs it."""
+        return cls(
+            "web", [sys.executable, "-m", "web_service"], {**env, "WEB_BIND": HOST, "WEB_PORT": "{port}"}, log_path
+        )
 
     @classmethod
     def ws(cls, env: Mapping[str, str], log_path: Path) -> DaphneServer:
