@@ -77,6 +77,22 @@ def _message(record: logging.LogRecord) -> str:
         return f"{_safe_repr(record.msg)} % {_safe_repr(record.args)}"
 
 
+def _is_json_safe(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return False
+    return True
+
+
+def _request_summary(request: Any) -> Any:
+    """Django's ``extra={"request": ...}`` as ``"GET /path"``: its repr would include the query string."""
+    method, path = getattr(request, "method", None), getattr(request, "path", None)
+    if isinstance(method, str) and isinstance(path, str):
+        return f"{method} {path}"
+    return None
+
+
 def _json_safe(value: Any) -> Any:
     """``value`` when ``json.dumps`` takes it as it is, else its ``repr``."""
     try:
@@ -103,7 +119,9 @@ class JsonFormatter(logging.Formatter):
     Fields: ``timestamp``, ``level``, ``service``, ``logger``, ``message``,
     ``user_id`` (``null`` outside a request or connection) and
     ``request_id`` or ``connection_id`` (by the context's kind; ``null``
-    outside one), then ``topic`` and any other ``extra`` fields,
+    outside one), then ``topic`` and any other JSON-safe ``extra`` fields
+    (others are left out: a repr can hold anything, a query string included;
+    Django's ``request`` extra becomes ``"METHOD /path"``), and
     ``exc_info`` / ``stack_info`` as strings.
     """
 
@@ -141,7 +159,10 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key in _STANDARD_ATTRIBUTES or key in _CONTEXT_ATTRIBUTES or key in entry or key.startswith("_"):
                 continue
-            entry[key] = _json_safe(value)
+            if key == "request":
+                value = _request_summary(value)
+            if _is_json_safe(value):
+                entry[key] = value
         if record.exc_info:
             entry["exc_info"] = redact(self.formatException(record.exc_info))
         elif record.exc_text:
