@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,6 +53,26 @@ def set_process_identity(service: str, context_kind: ContextKind) -> None:
     global _default_service
     _default_service = service
     set_default_kind(context_kind)
+
+
+# Launchers run as ``python -m <package>``: the package names the service.
+_ENTRY_POINTS: dict[str, tuple[str, ContextKind]] = {
+    "ws_service": ("ws", "connection"),
+    "web_service": ("web", "request"),
+}
+
+
+def identify_process_from_entry_point() -> None:
+    """:func:`set_process_identity` from ``python -m ws_service`` / ``python -m web_service``.
+
+    Covers processes that never import an ASGI entry point, such as the ws
+    launcher's worker supervisor; does nothing for any other ``__main__``.
+    """
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    package = str(getattr(spec, "name", None) or "").partition(".")[0]
+    identity = _ENTRY_POINTS.get(package)
+    if identity is not None:
+        set_process_identity(*identity)
 
 
 def default_service() -> str:

@@ -15,7 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from shared.channel_layer import RedisPoolOptions, channel_layers_config
 from shared.env import env_bool, env_float, env_int, env_list, env_required, env_str
-from shared.log_format import LOG_FORMATS
+from shared.log_format import LOG_FORMATS, identify_process_from_entry_point
 from shared.redis_topology import DEFAULT_SENTINEL_MASTER, redis_topology
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -226,8 +226,10 @@ if LOG_FORMAT not in LOG_FORMATS:
     raise ImproperlyConfigured(
         f"LOG_FORMAT={os.environ['LOG_FORMAT']!r} is not a log format: use json (production) or text (development)"
     )
-# Empty: each service's ASGI entry point names its process ("web", "ws"); else "django".
+# Empty: the process is named by its entry point ("web", "ws": python -m <service>, or
+# its ASGI module); else "django" (management commands).
 SERVICE_NAME = env_str("SERVICE_NAME", "").strip()
+identify_process_from_entry_point()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -32,13 +32,21 @@ def _env(service_env: dict[str, str]) -> dict[str, str]:
     return {key: value for key, value in service_env.items() if key != "SERVICE_NAME"} | {"LOG_FORMAT": "json"}
 
 
-@pytest.fixture
+# The ws launcher's variants: Daphne (the default), Uvicorn, and a supervisor of two workers.
+WS_VARIANTS = {
+    "daphne": {},
+    "uvicorn": {"WS_SERVER": "uvicorn"},
+    "two-workers": {"WS_WORKERS": "2"},
+}
+
+
+@pytest.fixture(params=list(WS_VARIANTS))
 def servers(
-    service_env: dict[str, str], django_db_setup: None, tmp_path: Path
+    request: pytest.FixtureRequest, service_env: dict[str, str], django_db_setup: None, tmp_path: Path
 ) -> Iterator[tuple[DaphneServer, DaphneServer]]:
     """A web and a ws process of their own, so their log files hold only this test's lines."""
     web = DaphneServer.web(_env(service_env), tmp_path / "web.log")
-    ws = DaphneServer.ws(_env(service_env), tmp_path / "ws.log")
+    ws = DaphneServer.ws(_env(service_env) | WS_VARIANTS[request.param], tmp_path / "ws.log")
     try:
         web.start()
         ws.start()
