@@ -14,12 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-import weakref
 
 from django.conf import settings
 from redis.exceptions import RedisError
 
 from shared.redis_client import get_redis
+from ws_service.loop_local import LoopLocal
 from ws_service.registry import registry
 
 logger = logging.getLogger("ws.layer")
@@ -71,13 +71,9 @@ class LayerMonitor:
             await asyncio.sleep(interval)
 
 
-_monitors: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LayerMonitor] = weakref.WeakKeyDictionary()
+_monitors: LoopLocal[LayerMonitor] = LoopLocal(LayerMonitor)
 
 
 def get_monitor() -> LayerMonitor:
     """The monitor of the running event loop (one per ws process)."""
-    loop = asyncio.get_running_loop()
-    monitor = _monitors.get(loop)
-    if monitor is None:
-        monitor = _monitors[loop] = LayerMonitor()
-    return monitor
+    return _monitors.get()

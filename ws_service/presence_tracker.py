@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -14,6 +13,7 @@ from redis.exceptions import RedisError
 from shared import presence
 from shared.presence import PresenceEntry
 from shared.topics import topic_group
+from ws_service.loop_local import LoopLocal
 
 logger = logging.getLogger("ws.presence")
 
@@ -72,13 +72,9 @@ class PresenceTracker:
                 logger.warning("presence round failed, retrying in %.0fs: %s", interval, exc)
 
 
-_trackers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PresenceTracker] = weakref.WeakKeyDictionary()
+_trackers: LoopLocal[PresenceTracker] = LoopLocal(PresenceTracker)
 
 
 def get_tracker() -> PresenceTracker:
     """The tracker of the running event loop (one per ws process)."""
-    loop = asyncio.get_running_loop()
-    tracker = _trackers.get(loop)
-    if tracker is None:
-        tracker = _trackers[loop] = PresenceTracker()
-    return tracker
+    return _trackers.get()
