@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     size.add_argument("--smoke", action="store_const", dest="sizes", const="smoke", help="tiny N (the smoke test)")
     parser.add_argument("--reps", type=int, default=3, help="repetitions per figure (default 3)")
     parser.add_argument("--only", nargs="+", choices=[c.name for c in CONFIGS], help="configurations to measure")
+    parser.add_argument(
+        "--hold-reps", type=int, help="repetitions of the hold (default: --reps; each takes N connects + 60 s)"
+    )
     parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
     parser.add_argument("--json", type=Path, default=RESULTS_DIR / "latest.json", help="where the JSON goes")
     parser.add_argument("--clients", type=int, help="client processes (default 2; more are added past 9,000 sockets)")
@@ -83,7 +86,7 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
             start_all([ctx.web])
         results: dict[str, Any] = {}
         for config in configs:
-            config_run = ConfigRun(ctx, config, arguments.scenarios, arguments.reps)
+            config_run = ConfigRun(ctx, config, arguments.scenarios, arguments.reps, arguments.hold_reps)
             reps = config_run.run()
             results[config.name] = {
                 "label": config.label,
@@ -98,6 +101,7 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
             "seconds": round(time.time() - started, 1),
             "sizes": asdict(sizes),
             "reps": arguments.reps,
+            "hold_reps": arguments.hold_reps or arguments.reps,
             "scenarios": arguments.scenarios,
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
             "server_env": {k: v for k, v in shown.items() if "SECRET" not in k},
@@ -123,8 +127,8 @@ def main(argv: list[str]) -> int:
 
         return profile_main(argv[1:])
     arguments = _parser().parse_args(argv)
-    if arguments.reps < 1:
-        _parser().error("--reps must be at least 1")
+    if arguments.reps < 1 or (arguments.hold_reps is not None and not 1 <= arguments.hold_reps <= arguments.reps):
+        _parser().error("--reps must be at least 1, --hold-reps between 1 and --reps")
     signal.signal(signal.SIGTERM, _terminate)
     try:
         document = run(arguments)

@@ -143,6 +143,10 @@ def markdown(document: dict[str, Any]) -> str:
     for check in document["targets"]:
         value = "-" if math.isnan(check["value"]) else f"{check['value']:.2f}"
         lines.append(f"| {check['target']} | {value} | {check['status']} |")
+    lines += ["", "Notes:", ""]
+    lines += [f"* {note}" for note in document["meta"]["notes"]]
+    env = document["meta"]["server_env"]
+    lines.append("* server environment: " + " ".join(f"`{key}={value}`" for key, value in sorted(env.items())))
     return "\n".join(lines) + "\n"
 
 

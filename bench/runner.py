@@ -61,11 +61,14 @@ def _publishers(
 
 
 class ConfigRun:
-    def __init__(self, ctx: RunContext, config: Config, scenarios: Sequence[str], reps: int) -> None:
+    def __init__(
+        self, ctx: RunContext, config: Config, scenarios: Sequence[str], reps: int, hold_reps: int | None = None
+    ) -> None:
         self.ctx = ctx
         self.config = config
         self.scenarios = [name for name in SCENARIOS if name in scenarios]
         self.reps = reps
+        self.hold_reps = hold_reps or reps
         self.figures: list[dict[str, float]] = [{"scenario_errors": 0.0} for _ in range(reps)]
         self.errors: list[str] = []
 
@@ -121,7 +124,10 @@ class ConfigRun:
                 for rep, figures in enumerate(results or []):
                     self.figures[rep] |= figures
             if c is not None:
-                progress(f"  {config.name} hold: {ctx.sizes.hold} connections on {HOLD_WORKERS} processes, one socket")
-                for rep in range(self.reps):
+                progress(
+                    f"  {config.name} hold: {ctx.sizes.hold} connections, {HOLD_WORKERS} server processes on one socket"
+                    + (" (WS_WORKERS=2)" if config.kind == "product" else "")
+                )
+                for rep in range(self.hold_reps):
                     self._record(rep, "hold", self._guarded(rep, "hold", partial(hold.run, ctx, c)))
         return self.figures
