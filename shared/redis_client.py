@@ -2,8 +2,8 @@
 
 Presence, connection slots, the layer monitor's key and the readiness
 ``PING`` all use this one Redis: the Sentinel master when
-``REDIS_SENTINELS`` is set, else ``REDIS_URL``. Channel-layer shards (``CHANNEL_LAYER_SHARDS``) never hold
-this data.
+``REDIS_SENTINELS`` is set, else ``REDIS_URL``. Channel-layer shards
+(``CHANNEL_LAYER_SHARDS``) never hold this data.
 """
 
 from __future__ import annotations

@@ -13,9 +13,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 import redis.asyncio as aioredis
+from asgiref.sync import sync_to_async
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
@@ -28,7 +30,9 @@ from shared.channel_layer import (
 )
 from shared.redis_client import get_redis, new_probe_client
 from shared.redis_topology import RedisTopology, SentinelConfig, parse_host_port, redis_topology
-from tests.support.servers import HOST, RedisServer, free_port, wait_for_port
+from tests.support.live import fetch_ticket, login, open_ws, recv_json, recv_type, send_json
+from tests.support.servers import HOST, DaphneServer, RedisServer, free_port, wait_for_port
+from tests.support.users import PASSWORD, make_user
 
 MASTER = "mymaster"
 
@@ -312,3 +316,41 @@ async def test_blocking_pool_for_a_plain_url_is_unchanged(master: RedisServer) -
     assert type(pool) is aioredis.BlockingConnectionPool
     assert pool.max_connections == 3
     await pool.aclose()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_both_services_run_through_a_real_sentinel(
+    master: RedisServer, sentinel: SentinelServer, service_env: dict[str, str], tmp_path: Path
+) -> None:
+    """REDIS_URL points nowhere: readiness, connects, presence and publishing all go through the sentinel."""
+    env = service_env | {
+        "REDIS_URL": "redis://unreachable.invalid:1/6",
+        "REDIS_SENTINELS": f"{HOST}:{sentinel.port}",
+        "REDIS_SENTINEL_MASTER": MASTER,
+    }
+    web = DaphneServer.web(env, tmp_path / "web.log")
+    ws_server = DaphneServer.ws(env, tmp_path / "ws.log")
+    try:
+        web.start()
+        ws_server.start()
+        async with httpx.AsyncClient(timeout=10) as probe:
+            for server in (web, ws_server):
+                ready = await probe.get(f"{server.http_url}/readyz")
+                assert ready.status_code == 200, (server.name, ready.text)
+        await sync_to_async(make_user)("sentinel-user")
+        client = await login(web.http_url, "sentinel-user", PASSWORD)
+        try:
+            ws = await open_ws(ws_server.ws_url, ticket=(await fetch_ticket(client))["ticket"])
+            assert (await recv_json(ws))["type"] == "welcome"
+            await send_json(ws, {"type": "subscribe", "topic": "room.sentinel"})
+            await recv_type(ws, "subscribed")
+            await send_json(ws, {"type": "publish", "topic": "room.sentinel", "text": "via sentinel", "ref": "s"})
+            message = await recv_type(ws, "message")
+            assert message["text"] == "via sentinel"
+            assert _keys(master.port, 6, "*"), "nothing reached the master's db 6"
+            await ws.close()
+        finally:
+            await client.aclose()
+    finally:
+        web.stop()
+        ws_server.stop()
