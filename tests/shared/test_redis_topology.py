@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -354,3 +354,82 @@ async def test_both_services_run_through_a_real_sentinel(
     finally:
         web.stop()
         ws_server.stop()
+
+
+@pytest.fixture
+def replicated() -> Iterator[tuple[RedisServer, RedisServer, SentinelServer]]:
+    """A master, its replica, and a sentinel watching them (for a real failover)."""
+    primary, replica = RedisServer(), RedisServer()
+    primary.start()
+    watcher: SentinelServer | None = None
+    try:
+        replica.start()
+        with redis.Redis(host=HOST, port=replica.port, socket_timeout=2) as client:
+            client.replicaof(HOST, primary.port)
+        watcher = SentinelServer(primary.binary, primary.port)
+        watcher.start()
+        yield primary, replica, watcher
+    finally:
+        if watcher is not None:
+            watcher.destroy()
+        replica.destroy()
+        primary.destroy()
+
+
+def _wait(condition: Callable[[], bool], what: str, within: float) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {within}s waiting for {what}"
+        time.sleep(0.1)
+
+
+def _replicas_known(sentinel_port: int) -> bool:
+    with redis.Redis(host=HOST, port=sentinel_port, socket_timeout=2, decode_responses=True) as client:
+        replicas = client.sentinel_slaves(MASTER)
+        return any("s_down" not in replica["flags"] and replica["master-link-status"] == "ok" for replica in replicas)
+
+
+def _role(port: int) -> str:
+    with redis.Redis(host=HOST, port=port, socket_timeout=2, decode_responses=True) as client:
+        role: str = client.info("replication")["role"]
+        return role
+
+
+def _master_port(sentinel_port: int) -> int:
+    with redis.Redis(host=HOST, port=sentinel_port, socket_timeout=2, decode_responses=True) as client:
+        return int(client.sentinel_get_master_addr_by_name(MASTER)[1])
+
+
+@pytest.mark.slow
+async def test_channel_layer_and_data_client_follow_a_sentinel_failover(
+    replicated: tuple[RedisServer, RedisServer, SentinelServer],
+) -> None:
+    primary, replica, watcher = replicated
+    topology = redis_topology("redis://unreachable.invalid:1/0", sentinels=f"{HOST}:{watcher.port}")
+    layer = _layer(topology, "failover", max_connections=4)
+    channel = await layer.new_channel()
+    await layer.group_add("room", channel)
+    await layer.group_send("room", {"type": "before"})
+    assert (await asyncio.wait_for(layer.receive(channel), 5))["type"] == "before"
+    with override_settings(REDIS_TOPOLOGY=topology, REDIS_URL=topology.url):
+        client = get_redis()
+        try:
+            await client.set("slot", "before")
+            # The sentinel learns about the replica from the master's INFO (it polls every 10 s).
+            await asyncio.to_thread(_wait, lambda: _replicas_known(watcher.port), "the replica", 30)
+            with redis.Redis(host=HOST, port=watcher.port, socket_timeout=5) as admin:
+                admin.sentinel_failover(MASTER)
+            await asyncio.to_thread(
+                _wait, lambda: _master_port(watcher.port) == replica.port, "the replica's promotion", 30
+            )
+            # Pooled connections still point at the old master (now a replica): the first
+            # write there gets READONLY, reconnects through the sentinel and is retried.
+            await asyncio.to_thread(_wait, lambda: _role(primary.port) == "slave", "the old master's demotion", 30)
+            await client.set("slot", "after")
+            await layer.group_send("room", {"type": "after"})
+            assert (await asyncio.wait_for(layer.receive(channel), 10))["type"] == "after"
+        finally:
+            await client.aclose()
+    with redis.Redis(host=HOST, port=replica.port, socket_timeout=2) as promoted:
+        assert promoted.get("slot") == b"after"
+    await layer.flush()
