@@ -16,7 +16,6 @@ from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError
-from prometheus_client import Counter
 from redis.exceptions import RedisError
 
 from shared import messaging, presence
@@ -219,12 +218,12 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
             await self.send_error(error.code, error.detail, {})
             return
         try:
-            route = _ROUTES.get(message["type"])
-            if route is None:
+            frame_type = message["type"]
+            handler = HANDLERS.get(frame_type)
+            if handler is None:
                 metrics.RECEIVED_UNKNOWN.inc()
-                raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {message['type'][:64]!r}")
-            handler, received = route
-            received.inc()
+                raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {frame_type[:64]!r}")
+            metrics.RECEIVED.get(frame_type, metrics.RECEIVED_UNKNOWN).inc()
             await handler(self, message)
         except TopicError as error:
             await self.send_error(error.code, error.detail, message)
@@ -367,8 +366,4 @@ HANDLERS: dict[str, Handler] = {
     "unsubscribe": ConnectionConsumer.on_unsubscribe,
     "publish": ConnectionConsumer.on_publish,
     "presence": ConnectionConsumer.on_presence,
-}
-# One lookup per frame: the handler and its pre-bound ws_messages_received_total child.
-_ROUTES: dict[str, tuple[Handler, Counter]] = {
-    name: (handler, metrics.RECEIVED[name]) for name, handler in HANDLERS.items()
 }
