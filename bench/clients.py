@@ -88,11 +88,12 @@ class Worker:
         }
 
     async def send_all(self, frame: str, expect: str, timeout: float) -> dict[str, Any]:  # noqa: ASYNC109
-        """Send ``frame`` on every socket and wait for a reply containing ``expect``."""
+        """Send ``frame`` on every socket (as many in flight as handshakes) and wait for a reply with ``expect``."""
+        gate = asyncio.Semaphore(self.spec.concurrency)
 
         async def one(ws: ClientConnection) -> bool:
             try:
-                async with asyncio.timeout(timeout):
+                async with gate, asyncio.timeout(timeout):
                     await ws.send(frame)
                     while True:
                         reply = await ws.recv()

@@ -91,11 +91,12 @@ class ClientPool:
         self.send(*command)
         return self.collect(timeout)
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 30.0) -> None:
+        """Ask every client process to close its sockets and exit; terminate those still running after ``grace``."""
         for pipe in self.pipes:
             with contextlib.suppress(OSError):
                 pipe.send(("exit",))
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + grace
         for process in self.processes:
             process.join(max(0.1, deadline - time.monotonic()))
             if process.is_alive():
@@ -108,4 +109,4 @@ class ClientPool:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
+        self.stop(30.0 if kind is None else 3.0)  # after an error or Ctrl-C a client may be mid-command

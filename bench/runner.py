@@ -120,7 +120,9 @@ class ConfigRun:
             if b is not None:
                 pair = [servers[0], b]
                 publishers_ = self._guarded(0, "fan-out publishers", lambda: _publishers(ctx, config, pair, stack))
-                results = self._guarded(0, "fanout", lambda: fanout.run(ctx, pair, publishers_ or {}, self.reps))
+                results = self._guarded(
+                    0, "fanout", lambda: fanout.run(ctx, pair, publishers_ or {}, self.reps, config.name)
+                )
                 for rep, figures in enumerate(results or []):
                     self.figures[rep] |= figures
             if c is not None:
@@ -128,6 +130,12 @@ class ConfigRun:
                     f"  {config.name} hold: {ctx.sizes.hold} connections, {HOLD_WORKERS} server processes on one socket"
                     + (" (WS_WORKERS=2)" if config.kind == "product" else "")
                 )
+                index = servers.index(c)
                 for rep in range(self.hold_reps):
-                    self._record(rep, "hold", self._guarded(rep, "hold", partial(hold.run, ctx, c)))
+                    if rep > 0 or not servers[index].alive():  # a fresh tree: RSS growth from the same start
+                        servers[index].stop()
+                        servers[index] = _server(ctx, config, "hold", HOLD_WORKERS)
+                        start_all(servers[index : index + 1])
+                    held = partial(hold.run, ctx, servers[index])
+                    self._record(rep, "hold", self._guarded(rep, "hold", held))
         return self.figures

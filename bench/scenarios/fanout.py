@@ -51,7 +51,7 @@ def _one_publish(
 
 
 def run(
-    ctx: RunContext, servers: Sequence[ServerProcess], publishers: Mapping[str, Publisher], reps: int
+    ctx: RunContext, servers: Sequence[ServerProcess], publishers: Mapping[str, Publisher], reps: int, name: str = ""
 ) -> list[dict[str, float]]:
     """``reps`` publishes on every path to the same subscribers; one figure dict per repetition."""
     n = ctx.sizes.fanout
@@ -69,7 +69,7 @@ def run(
             for path, publisher in publishers.items():
                 figures |= _one_publish(ctx, clients, publisher, subscribed, path)
                 settle(ctx, servers)
-            progress(f"  fan-out rep {rep + 1}/{reps}: " + ", ".join(f"{k}={v:.1f}" for k, v in figures.items()))
+            progress(f"  {name} fan-out rep {rep + 1}/{reps}: " + ", ".join(f"{k}={v:.1f}" for k, v in figures.items()))
             results.append(figures)
         close_all(ctx, clients, servers)
     return results
