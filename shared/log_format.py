@@ -75,11 +75,6 @@ def identify_process_from_entry_point() -> None:
         set_process_identity(*identity)
 
 
-def default_service() -> str:
-    """The service name used when ``SERVICE_NAME`` is unset."""
-    return _default_service
-
-
 def redact(text: str) -> str:
     """``text`` with the value of every ``ticket=`` parameter masked."""
     return _TICKET_VALUE.sub(r"\1[redacted]", text)
