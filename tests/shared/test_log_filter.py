@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import logging
 
+from django.conf import settings
 from django.contrib.auth.models import User
 
 from shared.current_user import use_current_user
 from shared.log_context import use_connection_id, use_context_id, use_request_id
 from shared.log_filters import RequestContextFilter
-from shared.log_format import JsonFormatter
+from shared.log_format import JsonFormatter, TextFormatter
 
 
 def _record() -> logging.LogRecord:
@@ -36,7 +37,11 @@ def test_configured_on_the_console_handler() -> None:
     handler = logging.getLogger().handlers[0]
     assert any(isinstance(f, RequestContextFilter) for f in handler.filters)
     formatted = handler.format(_record_through(handler))
-    # The pytest environment leaves LOG_FORMAT unset: the production JSON format.
+    if settings.LOG_FORMAT == "text":
+        assert isinstance(handler.formatter, TextFormatter)
+        assert "[user=- ctx=-]" in formatted
+        return
+    # The default, and what the pytest environment gets: the production JSON format.
     assert isinstance(handler.formatter, JsonFormatter)
     entry = json.loads(formatted)
     assert entry["user_id"] is None
