@@ -6,6 +6,7 @@ No psutil: children come from ``/proc/<pid>/task/*/children``, memory from
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -42,6 +43,23 @@ def rss_kib(pid: int) -> int:
 def tree_rss_kib(root: int) -> int:
     """RSS summed over the process tree, in KiB."""
     return sum(rss_kib(pid) for pid in tree_pids(root))
+
+
+def socket_count(pid: int) -> int:
+    """Open sockets of one process (``/proc/<pid>/fd`` links to ``socket:[…]``)."""
+    count = 0
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                count += os.readlink(fd).startswith("socket:")
+    except OSError:
+        return 0
+    return count
+
+
+def busiest_socket_count(root: int) -> int:
+    """The most sockets any one process of the tree holds (each must stay under the open-files limit)."""
+    return max(socket_count(pid) for pid in tree_pids(root))
 
 
 def cpu_seconds(pid: int) -> float:

@@ -30,6 +30,7 @@ FIGURES: tuple[Figure, ...] = (
     Figure("hold_connected", "hold: connections open (2 processes)", "higher", 0),
     Figure("hold_failures", "hold: connect failures", "zero", 0),
     Figure("hold_drops", "hold: drops after the hold", "zero", 0),
+    Figure("hold_busiest_process_sockets", "hold: sockets in the busiest server process", "lower", 0),
     Figure("hold_rss_per_conn_kib", "hold: RSS growth per connection (KiB)", "lower"),
     Figure("rr_throughput", "request/response: replies/s", "higher"),
     Figure("rr_p50_ms", "request/response: p50 (ms)", "lower", 2),

@@ -100,7 +100,7 @@ class ConfigRun:
         ctx, config = self.ctx, self.config
         with ExitStack() as stack:
             a = _server(ctx, config, "a")
-            servers = [a]
+            servers = [a] if set(self.scenarios) - {"hold"} else []
             b = c = None
             if "fanout" in self.scenarios:
                 b = _server(ctx, config, "b")
@@ -111,7 +111,7 @@ class ConfigRun:
             stack.callback(stop_all, servers)
             progress(f"{config.name}: starting {len(servers)} servers ({config.label})")
             start_all(servers)
-            for rep in range(self.reps):
+            for rep in range(self.reps if servers and servers[0] is a else 0):
                 if (rep > 0 and "memory" in self.scenarios) or not servers[0].alive():
                     servers[0].stop()
                     servers[0] = _server(ctx, config, "a")

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench import proctree
-from bench.context import RunContext
+from bench.context import RunContext, progress
 from bench.infra import ServerProcess
 from bench.loadgen import ClientPool
 
@@ -31,6 +31,7 @@ def open_all(ctx: RunContext, clients: ClientPool, total: int) -> dict[str, Any]
     errors = sorted({sample for reply in replies for sample in reply["error_samples"]})
     for sample in errors[:3]:
         ctx.notes.append(f"connect error: {sample}")
+        progress(f"  connect error (sample): {sample}")
     return {
         "times": [t for reply in replies for t in reply["times"]],
         "failures": sum(reply["failures"] for reply in replies),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+from bench import proctree
 from bench.context import RunContext
 from bench.infra import ServerProcess
 from bench.scenarios.common import close_all, open_all, pool, total
@@ -25,6 +26,7 @@ def run(ctx: RunContext, server: ServerProcess) -> dict[str, float]:
                 break
             time.sleep(min(1.0, ctx.sizes.hold_seconds))
         after = server.rss_kib()
+        busiest = proctree.busiest_socket_count(server.pid)
         checked = clients.request(120, "check", 10.0)
         close_all(ctx, clients, [server])
     return {
@@ -32,4 +34,5 @@ def run(ctx: RunContext, server: ServerProcess) -> dict[str, float]:
         "hold_failures": float(opened["failures"]),
         "hold_drops": float(total(checked, "dropped")),
         "hold_rss_per_conn_kib": (after - before) / connected if connected else float("nan"),
+        "hold_busiest_process_sockets": float(busiest),
     }

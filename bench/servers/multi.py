@@ -29,9 +29,8 @@ def main() -> int:
     sock.listen(4096)
     sock.set_inheritable(True)
     fd = sock.fileno()
-    workers = [
-        subprocess.Popen([part.format(fd=fd) for part in command], pass_fds=(fd,))  # noqa: S603 for _ in range(arguments.workers)
-    ]
+    argv = [part.format(fd=fd) for part in command]
+    workers = [subprocess.Popen(argv, pass_fds=(fd,)) for _ in range(arguments.workers)]  # noqa: S603 - our own command
 
     def forward(signum: int, frame: FrameType | None) -> None:
         for worker in workers:
