@@ -5,7 +5,8 @@ Serves ``ws_service.asgi:application`` with Daphne (default) or Uvicorn
 shared socket, with timeouts and limits set deliberately from the environment,
 and drains on SIGTERM:
 
-1. ``/readyz`` turns 503 and new WebSocket handshakes are refused (403);
+1. the listening socket closes, ``/readyz`` turns 503, and a handshake already in
+   flight is accepted and closed with 1012 (clients reconnect elsewhere);
 2. every open connection is closed with 1012 ("service restart") and a reason;
 3. each connection's cleanup (groups, presence) runs;
 4. the process exits once all are done, or after ``WS_DRAIN_TIMEOUT`` seconds.

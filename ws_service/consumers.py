@@ -14,6 +14,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError
 from redis.exceptions import RedisError
@@ -23,7 +24,7 @@ from shared.current_user import get_current_user
 from shared.groups import BROADCAST_GROUP, user_group
 from shared.messaging import MessageTextError
 from shared.presence import PresenceEntry
-from shared.topics import TopicError, authorize, topic_group
+from shared.topics import TopicError, authorize
 from ws_service import metrics
 from ws_service.layer_monitor import get_monitor
 from ws_service.presence_tracker import get_tracker
@@ -41,6 +42,7 @@ from ws_service.protocol import (
 )
 from ws_service.registry import registry
 from ws_service.subscriptions import Arrival, Subscriptions
+from ws_service.topic_hub import ENCODED_KEY, get_hub
 
 logger = logging.getLogger("ws.consumer")
 
@@ -92,6 +94,7 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
     joined_groups: list[str]
     subscriptions: Subscriptions
     closing: bool
+    topic_events: asyncio.Queue[dict[str, Any]]
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Channels' consumer loop, with a channel-layer receive that survives Redis outages.
@@ -107,12 +110,21 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.channel_name = await self.channel_layer.new_channel()
         self.base_send = send
+        # Topic events from this process's hub (one group membership per topic per process).
+        self.topic_events = asyncio.Queue(maxsize=settings.CHANNEL_LAYER_CAPACITY)
         try:
-            await await_many_dispatch([receive, self._receive_from_layer], self.dispatch)
+            await await_many_dispatch([receive, self._receive_from_layer, self.topic_events.get], self.dispatch)
         except StopConsumer:
             pass
         finally:
             registry.discard(self)
+
+    def deliver_local(self, event: dict[str, Any]) -> None:
+        """A topic event from the hub; when this connection lags that far behind, the gap is refilled later."""
+        try:
+            self.topic_events.put_nowait(event)
+        except asyncio.QueueFull:
+            logger.warning("topic event queue full; dropping (refilled from the database on the next message)")
 
     async def _receive_from_layer(self) -> dict[str, Any]:
         delay = 0.25
@@ -153,20 +165,23 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
         await self.close(code=CLOSE_SERVICE_RESTART, reason="server restarting, reconnect")
 
     async def rejoin_groups(self) -> None:
-        """Add this connection to its groups again (after Redis lost them)."""
+        """Add this connection to its groups again (after Redis lost them); topics are the hub's."""
         if self.closing:
             return
-        groups = [*self.joined_groups, *(topic_group(topic) for topic in self.subscriptions.topics())]
         try:
-            for group in groups:
+            for group in self.joined_groups:
                 await self.channel_layer.group_add(group, self.channel_name)
         except LAYER_ERRORS as exc:
             logger.warning("could not restore groups yet: %s", exc)
 
     async def connect(self) -> None:
         if registry.draining:
+            # Accepted only to say "restarting, reconnect" (1012): a refused handshake (403)
+            # reads as final to clients; this one accepted in the last moment before the
+            # listening socket closed should simply try again, reaching another replica.
             metrics.handshake_decided(self.scope, metrics.OUTCOME_DRAINING)
-            await self.close()  # before accept: the handshake is refused (403)
+            await self.accept()
+            await self.drain()
             return
         await self.accept()
         if self.scope.get("auth_unavailable"):
@@ -234,6 +249,11 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
         await self.send(text_data=encode(message))
         metrics.count_sent(message.get("type"))
 
+    async def send_encoded(self, text: str, frame_type: str) -> None:
+        """A frame already encoded as JSON text."""
+        await self.send(text_data=text)
+        metrics.count_sent(frame_type)
+
     async def send_error(self, code: str, detail: str, request: dict[str, Any]) -> None:
         """An error frame (echoing the request's valid ``ref``), counted by code."""
         metrics.count_error(code)
@@ -246,7 +266,7 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
     async def _leave_topic(self, topic: str) -> None:
         self.subscriptions.remove(topic)
         try:
-            await self.channel_layer.group_discard(topic_group(topic), self.channel_name)
+            await get_hub().unsubscribe(topic, self)
             await get_tracker().leave(self._presence_entry(topic))
         except (RedisError, OSError) as exc:
             logger.warning("could not leave topic %s cleanly: %s", topic, exc, extra={"topic": topic})
@@ -264,10 +284,15 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
         topic = authorize(self.scope["user"], message.get("topic"))
         since = optional_since(message)
         with _reported_as_unavailable("subscribing", topic):
-            # Join the group first: anything published from here on is either
+            # Join the topic first: anything published from here on is either
             # in the snapshot or arrives afterwards (duplicates are dropped).
-            await self.channel_layer.group_add(topic_group(topic), self.channel_name)
-            last, replay = await database_sync_to_async(_snapshot)(topic, since)
+            await get_hub().subscribe(topic, self)
+            try:
+                last, replay = await database_sync_to_async(_snapshot)(topic, since)
+            except BaseException:
+                if topic not in self.subscriptions:
+                    await get_hub().unsubscribe(topic, self)
+                raise
         new = self.subscriptions.add(topic, last)
         await self.send_message({"type": "subscribed", "topic": topic, "last_id": last})
         await self._replay(topic, replay, last)
@@ -333,8 +358,11 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
         topic, message_id = payload["topic"], payload["id"]
         arrival = self.subscriptions.classify(topic, message_id)
         if arrival is Arrival.NEXT:
-            batch = [payload]
-        elif arrival is Arrival.GAP:
+            # Encoded once by the hub for every local subscriber.
+            await self.send_encoded(event.get(ENCODED_KEY) or encode(payload), payload["type"])
+            self.subscriptions.sent(topic, message_id)
+            return
+        if arrival is Arrival.GAP:
             since = self.subscriptions.last(topic)
             try:
                 batch = await database_sync_to_async(messaging.messages_after)(topic, since, message_id)

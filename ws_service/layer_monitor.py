@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from shared.redis_client import get_redis
 from ws_service.loop_local import LoopLocal
 from ws_service.registry import registry
+from ws_service.topic_hub import get_hub
 
 logger = logging.getLogger("ws.layer")
 
@@ -56,6 +57,7 @@ class LayerMonitor:
             logger.warning("%s: restoring groups of %d connections", reason, len(registry.connections))
             for connection in list(registry.connections):
                 await connection.rejoin_groups()
+            await get_hub().rejoin()
         await client.set(self.sentinel, "1", ex=SENTINEL_TTL_SECONDS)
         self._sentinel_planted = True
         self.down = False

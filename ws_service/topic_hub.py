@@ -18,12 +18,16 @@ from typing import Any, Protocol
 from channels.layers import get_channel_layer
 from redis.exceptions import RedisError
 
+from shared.messaging import TOPIC_MESSAGE_EVENT
 from shared.topics import topic_group
 from ws_service.loop_local import LoopLocal
+from ws_service.protocol import encode
 
 logger = logging.getLogger("ws.topic_hub")
 
 LAYER_ERRORS = (RedisError, OSError)
+# A topic message's frame, JSON-encoded once here instead of once per connection.
+ENCODED_KEY = "encoded"
 RETRY_MAX_SECONDS = 5.0
 
 
@@ -99,6 +103,8 @@ class TopicHub:
         members = self.local.get(topic) if topic is not None else None
         if not members:
             return 0
+        if event.get("type") == TOPIC_MESSAGE_EVENT:
+            event[ENCODED_KEY] = encode(event["message"])
         for subscriber in tuple(members):
             subscriber.deliver_local(event)
         return len(members)
@@ -110,8 +116,9 @@ class TopicHub:
         while self.local:
             try:
                 event = await layer.receive(self.channel)
-            except LAYER_ERRORS as exc:
-                logger.debug("topic hub receive failed, retrying in %.2fs: %s", delay, exc)
+            except Exception as exc:  # the hub must outlive any layer failure: every topic of the process depends on it
+                log = logger.debug if isinstance(exc, LAYER_ERRORS) else logger.exception
+                log("topic hub receive failed, retrying in %.2fs: %s", delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
                 continue

@@ -121,14 +121,17 @@ async def test_drain_closes_with_1012_and_cleans_up(not_draining: None) -> None:
     assert not registry.connections
 
 
-async def test_while_draining_handshakes_are_refused_and_readiness_is_503(not_draining: None) -> None:
+async def test_while_draining_handshakes_get_1012_and_readiness_is_503(not_draining: None) -> None:
+    """A late handshake is told to reconnect elsewhere (1012), not refused for good (403)."""
     from ws_service.asgi import application
 
     registry.draining = True
     user = await sync_to_async(make_user)("late")
     communicator = ws_communicator(session_key=await sync_to_async(session_key_for)(user))
     connected, _ = await communicator.connect()
-    assert connected is False
+    assert connected is True
+    closing = await communicator.receive_output(3)
+    assert closing == {"type": "websocket.close", "code": 1012, "reason": "server restarting, reconnect"}
     response = await HttpCommunicator(application, "GET", "/readyz").get_response(timeout=5)
     assert response["status"] == 503
     assert json.loads(response["body"])["status"] == "draining"

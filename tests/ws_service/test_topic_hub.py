@@ -86,7 +86,8 @@ async def test_rejoin_restores_memberships_redis_lost() -> None:
     inbox = Inbox()
     await hub.subscribe("room.hub-d", inbox)
     layer: Any = get_channel_layer()
-    await layer.flush()  # Redis lost every group
+    connection = layer.connection(layer.consistent_hash(topic_group("room.hub-d")))
+    await connection.delete(layer._group_key(topic_group("room.hub-d")))  # Redis lost the group
     assert await _members("room.hub-d") == 0
     await hub.rejoin()
     assert await _members("room.hub-d") == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from typing import Any
 
 from ws_service.launcher.drain import drain
 from ws_service.launcher.options import ServerOptions
@@ -22,9 +23,21 @@ def run(options: ServerOptions, listen_fd: int | None = None) -> None:
 
     daphne_close.install()
     server = Server(application=application, **options.daphne_kwargs(listen_fd))
+    ports: list[Any] = []
+    announce = server.listen_success
+
+    def remember(port: Any) -> None:
+        ports.append(port)
+        announce(port)
+
+    server.listen_success = remember  # Daphne keeps no reference to its listening ports
+
+    def stop_listening() -> None:
+        for port in ports:
+            port.stopListening()
 
     async def drain_and_stop() -> None:
-        if await drain(options.drain_timeout):
+        if await drain(options.drain_timeout, stop_listening):
             server.stop()
 
     def install_signal_handlers() -> None:

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from ws_service.registry import registry
 
 logger = logging.getLogger("ws.server")
 
 
-async def drain(grace: float) -> bool:
-    """Close every connection with 1012 and wait for their cleanup; ``False`` if already draining."""
+async def drain(grace: float, stop_listening: Callable[[], None]) -> bool:
+    """Stop accepting, close every connection with 1012 and wait for their cleanup.
+
+    Closing the listening socket first makes reconnecting clients (and the
+    proxy's next-upstream retry) go to another replica instead of this one.
+    ``False`` if a drain already ran.
+    """
     if registry.draining:
         return False
+    try:
+        stop_listening()
+    except Exception:  # the drain itself must still run
+        logger.exception("could not stop listening")
     count = len(registry.connections)
     logger.info("draining %d connections (grace %.1fs)", count, grace)
     if await registry.drain(grace):

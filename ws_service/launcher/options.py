@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -18,7 +18,7 @@ def _server_name() -> ServerName:
     name = env_str("WS_SERVER", "daphne").strip().lower()
     if name not in SERVERS:
         raise ImproperlyConfigured(f"WS_SERVER must be one of {', '.join(SERVERS)}, not {name!r}")
-    return cast(ServerName, name)
+    return name
 
 
 @dataclass(frozen=True, slots=True)

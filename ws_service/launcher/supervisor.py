@@ -70,6 +70,8 @@ class Supervisor:
     def _signal(self, signum: int, frame: FrameType | None) -> None:
         if not self.stopping:
             logger.info("stopping %d workers (signal %d)", len(self.workers), signum)
+            # The workers stop listening as they start draining; the port closes once no process holds it.
+            self.sock.close()
         self.stopping = True
         for process in self.workers.values():
             if process.poll() is None:

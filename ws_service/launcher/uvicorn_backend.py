@@ -41,9 +41,13 @@ class DrainingServer(uvicorn.Server):
     def _start_drain(self) -> None:
         self._drain_task = asyncio.ensure_future(self._drain_then_exit())
 
+    def _stop_listening(self) -> None:
+        for server in getattr(self, "servers", []):
+            server.close()  # Uvicorn's own shutdown closes them again (idempotent)
+
     async def _drain_then_exit(self) -> None:
         try:
-            await drain(self.drain_timeout)
+            await drain(self.drain_timeout, self._stop_listening)
         finally:
             self.should_exit = True
 
