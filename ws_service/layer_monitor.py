@@ -2,9 +2,10 @@
 
 channels-redis keeps group membership in Redis. When Redis restarts without
 persistence, or someone runs FLUSHALL, every group is gone: sockets stay open
-but silently stop receiving. Each ws process keeps a sentinel key in Redis.
+but silently stop receiving. Each ws process keeps a sentinel key on every
+Redis the layer uses (each of ``CHANNEL_LAYER_SHARDS``, else the one Redis).
 Every ``WS_LAYER_CHECK_INTERVAL`` seconds, while it has connections, it
-checks that key. If Redis was unreachable, or the key is gone, every live
+checks those keys. If Redis was unreachable, or the key is gone, every live
 connection re-adds its groups. Presence entries are re-added by the presence
 tracker's refresh.
 """
@@ -14,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from typing import Any
 
+from channels.layers import get_channel_layer
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from shared.redis_client import get_redis
 from ws_service.loop_local import LoopLocal
 from ws_service.registry import registry
 from ws_service.topic_hub import get_hub
@@ -44,9 +46,10 @@ class LayerMonitor:
 
     async def check(self) -> None:
         """One round: detect an outage or lost state; restore groups when Redis is back."""
-        client = get_redis()
+        layer: Any = get_channel_layer()
+        shards = [layer.connection(index) for index in range(layer.ring_size)]
         try:
-            alive = await client.exists(self.sentinel)
+            alive = all([await shard.exists(self.sentinel) for shard in shards])
         except (RedisError, OSError) as exc:
             if not self.down:
                 logger.error("Redis unreachable; connections stay open, publishing is unavailable: %s", exc)
@@ -58,7 +61,8 @@ class LayerMonitor:
             for connection in list(registry.connections):
                 await connection.rejoin_groups()
             await get_hub().rejoin()
-        await client.set(self.sentinel, "1", ex=SENTINEL_TTL_SECONDS)
+        for shard in shards:
+            await shard.set(self.sentinel, "1", ex=SENTINEL_TTL_SECONDS)
         self._sentinel_planted = True
         self.down = False
 

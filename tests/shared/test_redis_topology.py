@@ -433,3 +433,50 @@ async def test_channel_layer_and_data_client_follow_a_sentinel_failover(
     with redis.Redis(host=HOST, port=replica.port, socket_timeout=2) as promoted:
         assert promoted.get("slot") == b"after"
     await layer.flush()
+
+
+async def test_the_layer_monitor_notices_a_flushed_shard_and_restores_its_groups(
+    shards: list[RedisServer], master: RedisServer
+) -> None:
+    """Each shard carries the monitor's sentinel: losing any one of them triggers the restore."""
+    from channels.layers import channel_layers
+
+    from ws_service.layer_monitor import LayerMonitor
+    from ws_service.topic_hub import get_hub
+
+    topology = redis_topology(master.url, shards=",".join(server.url for server in shards))
+    config = channel_layers_config(
+        topology, prefix="mon", capacity=100, expiry=30, pool=RedisPoolOptions(max_connections=8)
+    )
+    with override_settings(CHANNEL_LAYERS=config, CHANNEL_LAYER_PREFIX="mon"):
+        channel_layers.backends = {}
+        received: list[dict[str, object]] = []
+        all_arrived = asyncio.Event()
+
+        class Inbox:
+            def deliver_local(self, event: dict[str, object]) -> None:
+                received.append(event)
+                if len(received) == len(topics):
+                    all_arrived.set()
+
+        inbox = Inbox()
+        topics = [f"room.mon{i}" for i in range(8)]  # spread over both shards
+        hub = get_hub()
+        for topic in topics:
+            await hub.subscribe(topic, inbox)
+        monitor = LayerMonitor()
+        await monitor.check()  # plants the sentinel on every shard
+        for server in shards:
+            assert _keys(server.port, 0, f"{monitor.sentinel}*"), "a shard without the monitor's sentinel"
+        with redis.Redis(host=HOST, port=shards[1].port, socket_timeout=2) as client:
+            client.flushall()  # the second shard restarts empty
+        await monitor.check()  # notices and re-adds the groups
+        layer = channel_layers["default"]
+        for topic in topics:
+            await layer.group_send(f"topic.{topic}", {"type": "topic.presence", "topic": topic})
+        await asyncio.wait_for(all_arrived.wait(), 5)
+        assert sorted(str(event["topic"]) for event in received) == sorted(topics)
+        for topic in topics:
+            await hub.unsubscribe(topic, inbox)
+        await layer.flush()
+    channel_layers.backends = {}
