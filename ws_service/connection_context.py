@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.log_context import new_context_id, use_context_id
+from shared.log_context import new_context_id, use_connection_id
 from ws_service.asgi_types import ASGIApp, Receive, Scope, Send
 
 
@@ -17,5 +17,5 @@ class ConnectionContextMiddleware:
             await self.inner(scope, receive, send)
             return
         connection_id = new_context_id()
-        with use_context_id(connection_id):
+        with use_connection_id(connection_id):
             await self.inner(dict(scope, connection_id=connection_id), receive, send)
