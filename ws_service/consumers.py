@@ -169,8 +169,7 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
         if self.closing:
             return
         try:
-            for group in self.joined_groups:
-                await self.channel_layer.group_add(group, self.channel_name)
+            await self.channel_layer.group_add_many(self.joined_groups, self.channel_name)
         except LAYER_ERRORS as exc:
             logger.warning("could not restore groups yet: %s", exc)
 
@@ -197,9 +196,8 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
         if self.scope.get("session_group"):
             groups.append(self.scope["session_group"])
         try:
-            for group in groups:
-                await self.channel_layer.group_add(group, self.channel_name)
-                self.joined_groups.append(group)
+            await self.channel_layer.group_add_many(groups, self.channel_name)  # one round trip
+            self.joined_groups.extend(groups)
         except (RedisError, OSError) as exc:
             logger.error("channel layer unavailable on connect: %s", exc)
             metrics.handshake_decided(self.scope, metrics.OUTCOME_UNAVAILABLE)
@@ -217,11 +215,10 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
         self.closing = True  # never rejoin groups from here on
         for topic in self.subscriptions.topics():
             await self._leave_topic(topic)
-        for group in self.joined_groups:
-            try:
-                await self.channel_layer.group_discard(group, self.channel_name)
-            except (RedisError, OSError) as exc:
-                logger.warning("could not leave group %s: %s", group, exc)
+        try:
+            await self.channel_layer.group_discard_many(self.joined_groups, self.channel_name)
+        except (RedisError, OSError) as exc:
+            logger.warning("could not leave groups %s: %s", self.joined_groups, exc)
         if self.joined_groups:
             logger.info("disconnected with code %s", code)
 

@@ -52,3 +52,24 @@ async def test_receive_survives_idle_periods_longer_than_the_blocking_read(redis
     message = await asyncio.wait_for(receiving, 5)
     assert message["type"] == "late"
     await layer.flush()
+
+
+async def test_group_add_many_and_discard_many_are_group_add_and_discard_in_one_round_trip(
+    redis_server: RedisServer,
+) -> None:
+    layer = _our_layer(redis_server.url)
+    channel, other = await layer.new_channel(), await layer.new_channel()
+    groups = ["user.1", "broadcast", "session.abc"]
+    await layer.group_add_many(groups, channel)
+    await layer.group_add("broadcast", other)
+    for group in groups:
+        await layer.group_send(group, {"type": "hello", "group": group})
+    received = [await asyncio.wait_for(layer.receive(channel), 5) for _ in groups]
+    assert sorted(message["group"] for message in received) == sorted(groups)
+    connection = layer.connection(0)
+    assert 0 < await connection.ttl(layer._group_key("user.1")) <= layer.group_expiry
+    await layer.group_discard_many(groups, channel)
+    for group in groups:
+        assert await connection.zscore(layer._group_key(group), channel) is None
+    assert await connection.zscore(layer._group_key("broadcast"), other) is not None  # others stay
+    await layer.flush()
