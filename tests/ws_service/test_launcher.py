@@ -24,7 +24,7 @@ def test_defaults_are_deliberate(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     options = ServerOptions.from_env()
     kwargs = options.daphne_kwargs()
-    assert kwargs["endpoints"] == ["tcp:port=8001:interface=0.0.0.0"]
+    assert kwargs["endpoints"] == ["tcp:port=8001:interface=0.0.0.0:backlog=2048"]
     # Daphne's CLI default of 5 s drops handshakes during a connect burst.
     assert kwargs["websocket_connect_timeout"] >= 30
     assert kwargs["websocket_max_message_size"] == 64 * 1024
@@ -39,7 +39,7 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WS_PROXY_HEADERS", "1")
     monkeypatch.setenv("WS_DRAIN_TIMEOUT", "3.5")
     kwargs = ServerOptions.from_env().daphne_kwargs()
-    assert kwargs["endpoints"] == ["tcp:port=9100:interface=0.0.0.0"]
+    assert kwargs["endpoints"] == ["tcp:port=9100:interface=0.0.0.0:backlog=2048"]
     assert kwargs["ping_interval"] == 5
     assert kwargs["proxy_forwarded_proto_header"] == "X-Forwarded-Proto"
     assert ServerOptions.from_env().drain_timeout == 3.5

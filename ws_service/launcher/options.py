@@ -12,6 +12,7 @@ from shared.env import env_bool, env_float, env_int, env_str
 ServerName = Literal["daphne", "uvicorn"]
 SERVERS: tuple[ServerName, ...] = ("daphne", "uvicorn")
 APPLICATION = "ws_service.asgi:application"
+LISTEN_BACKLOG = 2048
 
 
 def _server_name() -> ServerName:
@@ -70,7 +71,12 @@ class ServerOptions:
         from daphne.endpoints import build_endpoint_description_strings
 
         if listen_fd is None:
-            endpoints = build_endpoint_description_strings(host=self.bind, port=self.port)
+            # Twisted listens with a backlog of 50: a connect burst overflows it and SYNs are
+            # retried after 1 s. The supervisor's shared socket uses the same 2048 as Uvicorn.
+            endpoints = [
+                f"{endpoint}:backlog={LISTEN_BACKLOG}"
+                for endpoint in build_endpoint_description_strings(host=self.bind, port=self.port)
+            ]
         elif ":" in self.bind:
             # Daphne's "fd" endpoint adopts IPv4 sockets only.
             raise ImproperlyConfigured("WS_WORKERS > 1 with Daphne needs an IPv4 WS_BIND")

@@ -21,7 +21,7 @@ import time
 from collections import deque
 from types import FrameType
 
-from ws_service.launcher.options import ServerOptions
+from ws_service.launcher.options import LISTEN_BACKLOG, ServerOptions
 
 logger = logging.getLogger("ws.supervisor")
 
@@ -35,7 +35,7 @@ POLL_SECONDS = 0.2
 EXIT_MARGIN_SECONDS = 5.0
 
 
-def listening_socket(bind: str, port: int, backlog: int = 2048) -> socket.socket:
+def listening_socket(bind: str, port: int, backlog: int = LISTEN_BACKLOG) -> socket.socket:
     """A bound, listening TCP socket the workers inherit."""
     family = socket.AF_INET6 if ":" in bind else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
