@@ -127,15 +127,8 @@ def _resolve(credentials: Credentials) -> Resolution:
 
 
 async def resolve(credentials: Credentials) -> Resolution:
-    """Who the credentials prove, or anonymous (one thread hop).
-
-    Not on the single "thread-sensitive" thread every other ORM call of the
-    process shares: auth is self-contained (its own queries, no shared
-    state), and in a connect burst that one thread, mostly waiting on
-    PostgreSQL, was the bottleneck. Pool threads wait in parallel, each on
-    its own database connection.
-    """
-    resolution: Resolution = await database_sync_to_async(_resolve, thread_sensitive=False)(credentials)
+    """Who the credentials prove, or anonymous (one thread hop)."""
+    resolution: Resolution = await database_sync_to_async(_resolve)(credentials)
     return resolution
 
 
