@@ -341,7 +341,11 @@ def test_the_base_sets_every_image_the_manifests_use() -> None:
 def kustomize_build(directory: Path) -> list[Manifest]:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
-        pytest.skip("kubectl is not installed (kubectl kustomize renders locally, no cluster needed)")
+        pytest.fail(
+            "kubectl not found: install it (Debian: apt-get install kubectl); "
+            "`kubectl kustomize` renders locally, no cluster needed",
+            pytrace=False,
+        )
     result = subprocess.run(
         [kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=120, check=False
     )
