@@ -173,6 +173,13 @@ WS_RATE_LIMIT_BURST = env_int("WS_RATE_LIMIT_BURST", 40, minimum=1)
 WS_RATE_LIMIT_STRIKES = env_int("WS_RATE_LIMIT_STRIKES", 50, minimum=1)
 # Open connections per user across every replica; more are closed with 4429.
 WS_MAX_CONNECTIONS_PER_USER = env_int("WS_MAX_CONNECTIONS_PER_USER", 20, minimum=1)
+# Unsent output per connection (bytes queued in the server for a socket): over it, the
+# connection is aborted (close code 4408 to the application, the client sees 1006).
+WS_MAX_PENDING_BYTES = env_int("WS_MAX_PENDING_BYTES", 1024 * 1024, minimum=64 * 1024)
+# Messages one subscribe (or one gap fill) replays; beyond, a more_history frame says where to continue.
+WS_REPLAY_MAX_MESSAGES = env_int("WS_REPLAY_MAX_MESSAGES", 1000, minimum=1)
+# Topics one connection may follow at once; one more gets error too_many_subscriptions.
+WS_MAX_SUBSCRIPTIONS_PER_CONNECTION = env_int("WS_MAX_SUBSCRIPTIONS_PER_CONNECTION", 100, minimum=1)
 
 # ---------------------------------------------------------------------------
 # Security behind a reverse proxy

@@ -65,12 +65,19 @@ def current_user_from_orm() -> dict[str, Any]:
     return _user_payload(stored)
 
 
+def _replay_cap() -> int:
+    """The most messages one subscribe or one gap fill sends (``WS_REPLAY_MAX_MESSAGES``)."""
+    cap: int = settings.WS_REPLAY_MAX_MESSAGES
+    return cap
+
+
 def _snapshot(topic: str, since: int | None) -> tuple[int, list[dict[str, Any]]]:
     """The topic's last id and, when ``since`` is given, the first page of messages after it."""
     last = messaging.last_id(topic)
     if since is None:
         return last, []
-    return last, messaging.messages_after(topic, since, until=last, limit=messaging.REPLAY_PAGE_SIZE)
+    limit = min(messaging.REPLAY_PAGE_SIZE, _replay_cap())
+    return last, messaging.messages_after(topic, since, until=last, limit=limit)
 
 
 @contextmanager
@@ -94,6 +101,7 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
     joined_groups: list[str]
     subscriptions: Subscriptions
     closing: bool
+    gone: bool
     topic_events: asyncio.Queue[dict[str, Any]]
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -107,6 +115,7 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
         self.joined_groups = []
         self.subscriptions = Subscriptions()
         self.closing = False
+        self.gone = False  # a send failed: the client is gone and its disconnect event follows
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.channel_name = await self.channel_layer.new_channel()
         self.base_send = send
@@ -243,12 +252,20 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
             await self.send_error(error.code, error.detail, message)
 
     async def send_message(self, message: dict[str, Any]) -> None:
-        await self.send(text_data=encode(message))
-        metrics.count_sent(message.get("type"))
+        await self.send_encoded(encode(message), message.get("type"))
 
-    async def send_encoded(self, text: str, frame_type: str) -> None:
-        """A frame already encoded as JSON text."""
-        await self.send(text_data=text)
+    async def send_encoded(self, text: str, frame_type: object) -> None:
+        """A frame already encoded as JSON text; nothing once the client is gone."""
+        if self.gone:
+            return
+        try:
+            await self.send(text_data=text)
+        except OSError as exc:
+            # Aborted for unsent output (ws_service.output_budget) or Uvicorn's ClientDisconnected:
+            # the disconnect event is queued and runs the cleanup once this handler returns.
+            logger.info("client gone, not sending: %s", exc)
+            self.gone = True
+            return
         metrics.count_sent(frame_type)
 
     async def send_error(self, code: str, detail: str, request: dict[str, Any]) -> None:
@@ -280,6 +297,12 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
     async def on_subscribe(self, message: dict[str, Any]) -> None:
         topic = authorize(self.scope["user"], message.get("topic"))
         since = optional_since(message)
+        limit: int = settings.WS_MAX_SUBSCRIPTIONS_PER_CONNECTION
+        if topic not in self.subscriptions and len(self.subscriptions) >= limit:
+            raise ProtocolError(
+                ErrorCode.TOO_MANY_SUBSCRIPTIONS,
+                f"at most {limit} topics per connection: unsubscribe from one first",
+            )
         with _reported_as_unavailable("subscribing", topic):
             # Join the topic first: anything published from here on is either
             # in the snapshot or arrives afterwards (duplicates are dropped).
@@ -291,6 +314,7 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
                     await get_hub().unsubscribe(topic, self)
                 raise
         new = self.subscriptions.add(topic, last)
+        self.subscriptions.release(topic)
         await self.send_message({"type": "subscribed", "topic": topic, "last_id": last})
         await self._replay(topic, replay, last)
         if new:
@@ -298,17 +322,32 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
                 await get_tracker().join(self._presence_entry(topic))
 
     async def _replay(self, topic: str, page: list[dict[str, Any]], last: int) -> None:
-        """Send the replay up to ``last`` page by page, so memory stays bounded on long histories."""
-        while page:
+        """Send the replay up to ``last`` page by page, at most ``WS_REPLAY_MAX_MESSAGES`` messages.
+
+        When history is left after that many, the topic is held and a
+        ``more_history`` frame tells the client where to continue.
+        """
+        cap = _replay_cap()
+        count = 0
+        asked = min(messaging.REPLAY_PAGE_SIZE, cap)  # what _snapshot asked for
+        while page and not self.gone:
             for payload in page:
                 await self.send_message(payload)
+            count += len(page)
             sent = page[-1]["id"]
-            if sent >= last or len(page) < messaging.REPLAY_PAGE_SIZE:
+            if sent >= last or len(page) < asked:
                 return
+            if count >= cap:
+                await self._more_history(topic, sent, last)
+                return
+            asked = min(messaging.REPLAY_PAGE_SIZE, cap - count)
             with _reported_as_unavailable("replaying history", topic):
-                page = await database_sync_to_async(messaging.messages_after)(
-                    topic, sent, last, messaging.REPLAY_PAGE_SIZE
-                )
+                page = await database_sync_to_async(messaging.messages_after)(topic, sent, last, asked)
+
+    async def _more_history(self, topic: str, sent: int, last: int) -> None:
+        """Hold ``topic`` after ``sent`` and tell the client to continue with ``since``."""
+        self.subscriptions.hold(topic, sent)
+        await self.send_message({"type": "more_history", "topic": topic, "since": sent, "last_id": last})
 
     async def on_unsubscribe(self, message: dict[str, Any]) -> None:
         topic = authorize(self.scope["user"], message.get("topic"))
@@ -361,8 +400,9 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
             return
         if arrival is Arrival.GAP:
             since = self.subscriptions.last(topic)
+            cap = _replay_cap()
             try:
-                batch = await database_sync_to_async(messaging.messages_after)(topic, since, message_id)
+                batch = await database_sync_to_async(messaging.messages_after)(topic, since, message_id, cap)
             except DatabaseError as exc:
                 logger.warning("could not fill gap in %s after %s: %s", topic, since, exc, extra={"topic": topic})
                 batch = [payload]
@@ -371,6 +411,8 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
         for item in batch:
             await self.send_message(item)
             self.subscriptions.sent(topic, item["id"])
+        if len(batch) >= cap and batch[-1]["id"] < message_id:
+            await self._more_history(topic, batch[-1]["id"], message_id)
 
     async def topic_presence(self, event: dict[str, Any]) -> None:
         if event["topic"] in self.subscriptions:

@@ -99,6 +99,12 @@ def connection_rate_limited() -> None:
     _ATTEMPTS[OUTCOME_RATE_LIMITED].inc()
 
 
+SLOW_CONSUMER_ABORTS = Counter(
+    "ws_slow_consumer_aborts",
+    "Connections aborted because their unsent output exceeded WS_MAX_PENDING_BYTES "
+    "(a client that does not read; the application sees close code 4408).",
+)
+
 DRAINS_IN_PROGRESS = Gauge(
     "ws_drains_in_progress",
     "ws server processes draining right now (SIGTERM received: closing every connection with 1012).",
@@ -123,6 +129,7 @@ RECEIVED_INVALID: Final = RECEIVED[INVALID]
 SERVER_TYPES: Final = (
     "welcome",
     "subscribed",
+    "more_history",
     "unsubscribed",
     "ack",
     "message",
@@ -156,6 +163,7 @@ ERROR_CODES: Final = (
     "bad_topic",
     "forbidden",
     "not_subscribed",
+    "too_many_subscriptions",
     "unavailable",
     "rate_limited",
     "internal",

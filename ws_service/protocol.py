@@ -22,6 +22,9 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_TRY_AGAIN_LATER = 4013
 # Over the per-user connection limit (WS_MAX_CONNECTIONS_PER_USER).
 CLOSE_TOO_MANY_CONNECTIONS = 4429
+# More unsent output than WS_MAX_PENDING_BYTES (a client that does not read): the server
+# aborts the socket (the client sees 1006); the application's disconnect carries this code.
+CLOSE_SLOW_CONSUMER = 4408
 # RFC 6455 codes for abuse (sustained flooding) and an oversize message.
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_MESSAGE_TOO_BIG = 1009
@@ -38,6 +41,7 @@ class ErrorCode(StrEnum):
     BAD_TOPIC = "bad_topic"
     FORBIDDEN = "forbidden"
     NOT_SUBSCRIBED = "not_subscribed"
+    TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
 
