@@ -43,6 +43,7 @@ OUTCOME_ORIGIN_REFUSED: Final = "origin_refused"  # HTTP 403
 OUTCOME_HOST_REFUSED: Final = "host_refused"  # HTTP 403
 OUTCOME_TOO_MANY_CONNECTIONS: Final = "too_many_connections"  # closed 4429
 OUTCOME_RATE_LIMITED: Final = "rate_limited"  # closed 1008 (sustained flooding)
+OUTCOME_SLOW_CONSUMER: Final = "slow_consumer"  # aborted, 4408: unsent output over WS_MAX_PENDING_BYTES
 OUTCOME_UNAVAILABLE: Final = "unavailable"  # closed 4013: database or channel layer down
 OUTCOME_DRAINING: Final = "draining"  # HTTP 403 while the process drains
 OUTCOME_ERROR: Final = "error"  # closed 4013 after an unexpected error
@@ -53,6 +54,7 @@ OUTCOMES: Final = (
     OUTCOME_HOST_REFUSED,
     OUTCOME_TOO_MANY_CONNECTIONS,
     OUTCOME_RATE_LIMITED,
+    OUTCOME_SLOW_CONSUMER,
     OUTCOME_UNAVAILABLE,
     OUTCOME_DRAINING,
     OUTCOME_ERROR,
@@ -61,7 +63,8 @@ OUTCOMES: Final = (
 CONNECTION_ATTEMPTS = Counter(
     "ws_connection_attempts",
     "WebSocket handshakes by outcome. rate_limited counts connections closed with 1008 for sustained "
-    "flooding (after their accepted attempt); every other outcome is the handshake's own decision.",
+    "flooding, slow_consumer connections aborted for unsent output over WS_MAX_PENDING_BYTES (both after "
+    "their accepted attempt); every other outcome is the handshake's own decision.",
     ["outcome"],
 )
 _ATTEMPTS: Final = {outcome: CONNECTION_ATTEMPTS.labels(outcome) for outcome in OUTCOMES}
@@ -74,7 +77,9 @@ HANDSHAKE_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
 _HANDSHAKES: Final = {
-    outcome: HANDSHAKE_SECONDS.labels(outcome) for outcome in OUTCOMES if outcome != OUTCOME_RATE_LIMITED
+    outcome: HANDSHAKE_SECONDS.labels(outcome)
+    for outcome in OUTCOMES
+    if outcome not in (OUTCOME_RATE_LIMITED, OUTCOME_SLOW_CONSUMER)
 }
 
 # Scope key set by the outermost middleware (HostValidator) when a handshake arrives.
@@ -99,11 +104,10 @@ def connection_rate_limited() -> None:
     _ATTEMPTS[OUTCOME_RATE_LIMITED].inc()
 
 
-SLOW_CONSUMER_ABORTS = Counter(
-    "ws_slow_consumer_aborts",
-    "Connections aborted because their unsent output exceeded WS_MAX_PENDING_BYTES "
-    "(a client that does not read; the application sees close code 4408).",
-)
+def connection_slow_consumer() -> None:
+    """An open connection aborted for unsent output over ``WS_MAX_PENDING_BYTES``."""
+    _ATTEMPTS[OUTCOME_SLOW_CONSUMER].inc()
+
 
 DRAINS_IN_PROGRESS = Gauge(
     "ws_drains_in_progress",

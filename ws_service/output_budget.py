@@ -12,7 +12,7 @@ when a socket's unsent output exceeds the budget, the transport is aborted at
 once, dropping what it buffered (a close frame could only queue behind it),
 the application receives ``websocket.disconnect`` with
 :data:`~ws_service.protocol.CLOSE_SLOW_CONSUMER` (4408), the abort is counted
-in ``ws_slow_consumer_aborts_total`` and logged, and any later ``send`` on it
+in ``ws_connection_attempts_total{outcome="slow_consumer"}`` and logged, and any later ``send`` on it
 raises :class:`SlowConsumerAborted` (an ``OSError``, as Uvicorn's own
 ``ClientDisconnected``). The client sees an abnormal closure (1006) and
 reconnects, resuming with ``since``. Other connections are unaffected.
@@ -58,7 +58,7 @@ def _drop_twisted_buffers(transport: Any) -> None:
 
 
 def _record_abort(pending: int, client: Any) -> None:
-    metrics.SLOW_CONSUMER_ABORTS.inc()
+    metrics.connection_slow_consumer()
     logger.warning(
         "aborting connection from %s: %d bytes of output unsent (WS_MAX_PENDING_BYTES=%d)",
         client,
