@@ -4,9 +4,20 @@ Each subscribed connection is a member ``<connection_id>|<user_id>|<username>``
 of a sorted set per topic, scored by when it expires. Its process refreshes it
 every ``PRESENCE_TTL_SECONDS / 3``. A per-topic hash counts each user's live
 connections, so a diff is emitted only for a user's first join and last leave.
-Every step is a Lua script, hence atomic: when several replicas sweep the
-entries of a crashed one, each expired entry is removed (and counted down)
-exactly once. A crashed replica's users therefore disappear within the TTL.
+
+One sorted set of *deadlines* holds every topic that has entries, scored by
+its earliest expiry. A sweep reads only the topics whose deadline has passed
+(at most ``SWEEP_BATCH`` per round), so its cost follows the live and expired
+entries, never the number of topics ever used. Every step is a Lua script,
+hence atomic: a topic whose last entry leaves (or expires) drops out of the
+deadlines and its hash is deleted in the same step, so no concurrent join can
+slip in between; and when several replicas sweep the entries of a crashed one,
+each expired entry is removed (and counted down) exactly once. A crashed
+replica's users therefore disappear within the TTL plus one sweep period.
+
+Earlier versions kept an ever-growing plain set of topic names
+(``<prefix>:presence:topics``); sweeps drain it ``LEGACY_BATCH`` topics at a
+time, so entries written by an older replica still expire.
 """
 
 from __future__ import annotations
@@ -19,35 +30,68 @@ from django.conf import settings
 
 from shared.redis_client import get_redis
 
-_JOIN = """
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('SADD', KEYS[3], ARGV[4])
-return redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
+# Topics swept per round (the earliest deadlines first); the rest wait for the next round.
+SWEEP_BATCH = 1000
+# Topics taken per round from an older version's set of topic names.
+LEGACY_BATCH = 100
+
+# KEYS[1] the topic's entries, KEYS[2] its per-user counts, KEYS[3] the deadlines; the topic is ARGV[#ARGV].
+# After any change: the topic's deadline is its earliest expiry, or it leaves the deadlines once empty.
+_TRACK = """
+local function track(topic)
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  if first[2] then
+    redis.call('ZADD', KEYS[3], first[2], topic)
+  else
+    redis.call('ZREM', KEYS[3], topic)
+    redis.call('DEL', KEYS[2])
+  end
+end
 """
+
+_JOIN = (
+    _TRACK
+    + """
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+local n = redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
+track(ARGV[4])
+return n
+"""
+)
 
 # Refresh a live entry; re-join one that is gone (swept, or Redis lost its data).
-_REFRESH = """
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-  return 0
+_REFRESH = (
+    _TRACK
+    + """
+local n = 0
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  n = redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
 end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('SADD', KEYS[3], ARGV[4])
-return redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
+track(ARGV[4])
+return n
 """
+)
 
-_LEAVE = """
+_LEAVE = (
+    _TRACK
+    + """
+local last = 0
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
   local n = redis.call('HINCRBY', KEYS[2], ARGV[2], -1)
   if n <= 0 then
     redis.call('HDEL', KEYS[2], ARGV[2])
-    return 1
+    last = 1
   end
 end
-return 0
+track(ARGV[3])
+return last
 """
+)
 
-_SWEEP = """
+_SWEEP = (
+    _TRACK
+    + """
 local left = {}
 for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])) do
   if redis.call('ZREM', KEYS[1], member) == 1 then
@@ -59,8 +103,10 @@ for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])) d
     end
   end
 end
+track(ARGV[2])
 return left
 """
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +127,24 @@ class PresenceEntry:
         return {"id": self.user_id, "username": self.username}
 
 
+def _prefix() -> str:
+    return f"{settings.CHANNEL_LAYER_PREFIX}:presence"
+
+
 def _keys(topic: str) -> list[str]:
-    prefix = f"{settings.CHANNEL_LAYER_PREFIX}:presence"
-    return [f"{prefix}:conns:{topic}", f"{prefix}:users:{topic}", f"{prefix}:topics"]
+    """The topic's entries, its per-user counts, and the deadlines of every topic."""
+    prefix = _prefix()
+    return [f"{prefix}:conns:{topic}", f"{prefix}:users:{topic}", deadlines_key()]
+
+
+def deadlines_key() -> str:
+    """The sorted set of topics with entries, scored by their earliest expiry."""
+    return f"{_prefix()}:deadlines"
+
+
+def legacy_topics_key() -> str:
+    """An older version's set of every topic ever joined (drained by sweeps)."""
+    return f"{_prefix()}:topics"
 
 
 def _expiry() -> float:
@@ -107,18 +168,19 @@ async def refresh(entry: PresenceEntry) -> bool:
 
 async def leave(entry: PresenceEntry) -> bool:
     """Remove a connection; ``True`` when it was the user's last in the topic."""
-    left = await get_redis().eval(_LEAVE, 2, *_keys(entry.topic)[:2], entry.member, entry.user_id)
+    left = await get_redis().eval(_LEAVE, 3, *_keys(entry.topic), entry.member, entry.user_id, entry.topic)
     return int(left) == 1
 
 
 async def sweep() -> dict[str, list[dict[str, Any]]]:
-    """Remove expired entries everywhere; the users that left, by topic."""
+    """Remove expired entries of the topics that are due; the users that left, by topic."""
     client = get_redis()
-    topics = await client.smembers(_keys("")[2])
     now = time.time()
+    due = await client.zrangebyscore(deadlines_key(), "-inf", now, start=0, num=SWEEP_BATCH)
+    legacy = await client.spop(legacy_topics_key(), LEGACY_BATCH) or []
     result: dict[str, list[dict[str, Any]]] = {}
-    for topic in sorted(str(name) for name in topics):
-        left = await client.eval(_SWEEP, 2, *_keys(topic)[:2], now)
+    for topic in sorted({str(name) for name in (*due, *legacy)}):
+        left = await client.eval(_SWEEP, 3, *_keys(topic), now, topic)
         if left:
             result[topic] = [_user_from(str(item)) for item in left]
     return result
