@@ -4,8 +4,9 @@ It keeps one WebSocket open and, when it drops, reconnects with capped
 exponential backoff and full jitter; after each ``welcome`` it subscribes
 again to every topic with ``since`` = the newest id it has seen, so the
 server replays exactly what was missed, and it drops any message it has
-already seen (same topic, id not above the last one). Close codes 4401 and
-4403 end it for good.
+already seen (same topic, id not above the last one). When a replay stops
+at the server's limit (``more_history``), it asks for the rest with ``since``
+until it has caught up. Close codes 4401 and 4403 end it for good.
 
     async with WsClient("ws://127.0.0.1:8001/ws/", session_cookie=key) as client:
         stream = client.events()
@@ -175,6 +176,7 @@ class WsClient:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closer: asyncio.Future[None] | None = None
+        self._sends: set[asyncio.Future[None]] = set()  # continuation subscribes in flight
         self._last_close = "never connected"
 
     # -- lifecycle ---------------------------------------------------------
@@ -541,10 +543,40 @@ class WsClient:
         if kind in REPLY_TYPES:
             self._resolve(frame)
         self._hub.emit(frame)
+        if kind == "more_history":
+            self._continue_history(frame)
+
+    def _continue_history(self, frame: Event) -> None:
+        """A replay stopped at the server's limit: subscribe again from the newest id seen.
+
+        The server holds the topic's live messages until a replay reaches its
+        newest one, so continuing from the last id received loses and repeats
+        nothing. The reply is handled like a resubscription's.
+        """
+        topic, ws = frame.get("topic"), self._ws
+        if not isinstance(topic, str) or topic not in self._subscriptions or ws is None:
+            return
+        since = self._tracker.last(topic)
+        if since is None:
+            since = int(frame.get("since") or 0)
+        future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+        on_reply = functools.partial(self._resubscribed, topic)
+        self._pending.append(_Pending("subscribed", topic, None, future, on_reply, replayed=True))
+        self._tracker.replay_from(topic, since)
+        send = asyncio.ensure_future(ws.send(json.dumps({"type": "subscribe", "topic": topic, "since": since})))
+        self._sends.add(send)
+        send.add_done_callback(self._sent)
+
+    def _sent(self, send: asyncio.Future[None]) -> None:
+        self._sends.discard(send)
+        if not send.cancelled() and send.exception() is not None:
+            logger.info("could not continue a replay: %r (the reconnect resubscribes)", send.exception())
 
     def _subscribed(self, frame: Event, *, replayed: bool) -> None:
         topic, last_id = frame.get("topic"), frame.get("last_id")
         if isinstance(topic, str) and isinstance(last_id, int):
+            # Followed from the reply on: its replay (and any more_history) comes before subscribe() resumes.
+            self._subscriptions[topic] = None
             self._tracker.subscribed(topic, last_id, replayed=replayed)
 
     def _is_new(self, frame: Event) -> bool:

@@ -5,7 +5,8 @@ environment (see clients/js/test-support/live.js): ``WS_URL`` (the ws
 service's ``/ws/``), ``WEB_URL`` (the web service) and ``TEST_USERS`` (JSON:
 users created here, with their passwords; the Node tests log in through the
 real login form, connect with the session cookie or a ticket, publish over
-WebSocket and HTTP, and log out). ``npm ci`` installs the one dev dependency
+WebSocket and HTTP, and log out), plus ``CAPPED_WS_URL`` and
+``REPLAY_MAX_MESSAGES`` for a second ws service with a small replay limit. ``npm ci`` installs the one dev dependency
 (``ws``: Node 20 has no global WebSocket) when node_modules is missing.
 """
 
@@ -23,6 +24,7 @@ from pathlib import Path
 import pytest
 from asgiref.sync import sync_to_async
 
+from tests.clients.conftest import CAPPED_REPLAY_MESSAGES
 from tests.support.servers import DaphneServer
 from tests.support.users import PASSWORD, make_user
 
@@ -75,7 +77,7 @@ def _summary(output: str) -> dict[str, int]:
 
 
 async def test_js_client_node_tests_pass_against_the_live_services(
-    node_modules: Path, ws_server: DaphneServer, web_server: DaphneServer
+    node_modules: Path, ws_server: DaphneServer, web_server: DaphneServer, capped_ws_server: DaphneServer
 ) -> None:
     suffix = uuid.uuid4().hex[:8]
     names = [f"js-{suffix}-{name}" for name in ("alice", "bob", "carol")]
@@ -86,6 +88,8 @@ async def test_js_client_node_tests_pass_against_the_live_services(
         WS_URL=f"{ws_server.ws_url}/ws/",
         WEB_URL=web_server.http_url,
         WS_ORIGIN="http://127.0.0.1",
+        CAPPED_WS_URL=f"{capped_ws_server.ws_url}/ws/",
+        REPLAY_MAX_MESSAGES=str(CAPPED_REPLAY_MESSAGES),
         TEST_USERS=json.dumps([{"username": name, "password": PASSWORD} for name in names]),
     )
     command = [_tool("node"), "--test", "--test-reporter=tap", "test/"]

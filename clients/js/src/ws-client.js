@@ -19,7 +19,9 @@
  *   `connect()` is called again.
  * - Remembers every subscribed topic and the highest message id seen in it.
  *   After each `welcome` it subscribes again with `since` = that id, so the
- *   server replays exactly what was missed.
+ *   server replays exactly what was missed. A replay that stops at the
+ *   server's limit (`more_history`) is continued with `since` = the highest
+ *   id seen until it has caught up.
  * - Emits each (topic, id) at most once (`duplicate` is emitted for the rest).
  * - `ticketProvider` (optional) is awaited before every connection attempt:
  *   a string is sent as `?ticket=` (tickets are single-use, so a new one is
@@ -31,6 +33,7 @@
  *   open          the socket opened (authentication not yet confirmed)
  *   welcome       the server's welcome frame; the connection is usable
  *   subscribed    a subscribed frame          unsubscribed  an unsubscribed frame
+ *   more_history  a replay stopped at the server's limit (continued automatically)
  *   message       a message frame, once per (topic, id)
  *   duplicate     a message frame already seen (not re-emitted as message)
  *   presence      a presence reply            presence_diff a presence_diff frame
@@ -50,6 +53,7 @@ const EVENT_FRAME_TYPES = new Set([
   "welcome",
   "subscribed",
   "unsubscribed",
+  "more_history",
   "message",
   "ack",
   "presence",
@@ -457,6 +461,9 @@ export class WsClient {
       case "message":
         this.#onMessage(frame);
         return;
+      case "more_history":
+        this.#onMoreHistory(frame);
+        break;
       case "error":
         this.#onError(frame);
         return;
@@ -494,6 +501,16 @@ export class WsClient {
       sub.floor = last;
       sub.seen.clear();
     }
+  }
+
+  #onMoreHistory(frame) {
+    // The server holds the topic's live messages until a replay reaches the
+    // newest one: continuing from the highest id seen loses and repeats nothing.
+    const sub = this.#topics.get(frame.topic);
+    if (sub === undefined || !this.connected) return;
+    const since = sub.lastId ?? frame.since;
+    if (!Number.isSafeInteger(since)) return;
+    this.#socket.send(JSON.stringify({ type: "subscribe", topic: frame.topic, since }));
   }
 
   #onMessage(frame) {

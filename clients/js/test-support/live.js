@@ -6,6 +6,8 @@
 //   WEB_URL     the web service's base URL, e.g. http://127.0.0.1:8000
 //   TEST_USERS  JSON list of at least two existing users: [{"username": "...", "password": "..."}, ...]
 //   WS_ORIGIN   the Origin header to send (default http://127.0.0.1; its host must be allowed)
+//   CAPPED_WS_URL, REPLAY_MAX_MESSAGES  a second ws service whose WS_REPLAY_MAX_MESSAGES is that
+//               (small) number, for the replay-continuation test
 
 import net from "node:net";
 import { WebSocket } from "ws";
@@ -23,6 +25,8 @@ export function liveEnv() {
     wsUrl: process.env.WS_URL,
     webUrl: process.env.WEB_URL.replace(/\/$/, ""),
     origin: process.env.WS_ORIGIN ?? "http://127.0.0.1",
+    cappedWsUrl: process.env.CAPPED_WS_URL,
+    replayMaxMessages: Number(process.env.REPLAY_MAX_MESSAGES),
     users,
   };
 }
