@@ -177,7 +177,8 @@ async def sweep() -> dict[str, list[dict[str, Any]]]:
     client = get_redis()
     now = time.time()
     due = await client.zrangebyscore(deadlines_key(), "-inf", now, start=0, num=SWEEP_BATCH)
-    legacy = await client.spop(legacy_topics_key(), LEGACY_BATCH) or []
+    popped = await client.spop(legacy_topics_key(), LEGACY_BATCH)
+    legacy = list(popped) if isinstance(popped, list | set) else []
     result: dict[str, list[dict[str, Any]]] = {}
     for topic in sorted({str(name) for name in (*due, *legacy)}):
         left = await client.eval(_SWEEP, 3, *_keys(topic), now, topic)

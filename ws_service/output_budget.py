@@ -130,7 +130,8 @@ def install_uvicorn() -> None:
             raise SlowConsumerAborted("the connection was aborted: too much unsent output")
         await original_send(self, message)
 
-    WebSocketsSansIOProtocol.connection_made = connection_made
-    WebSocketsSansIOProtocol.pause_writing = pause_writing
-    WebSocketsSansIOProtocol.send = send
-    WebSocketsSansIOProtocol._ws_output_budget_patch = True
+    # setattr: the class is typed, and replacing its methods is the point here.
+    setattr(WebSocketsSansIOProtocol, "connection_made", connection_made)  # noqa: B010
+    setattr(WebSocketsSansIOProtocol, "pause_writing", pause_writing)  # noqa: B010
+    setattr(WebSocketsSansIOProtocol, "send", send)  # noqa: B010
+    setattr(WebSocketsSansIOProtocol, "_ws_output_budget_patch", True)  # noqa: B010

@@ -51,6 +51,6 @@ async def test_a_capped_replay_is_continued_once_in_order_then_live(capped_ws_se
                 while len(ids) < total + 1:
                     event = await stream.get("message")
                     ids.append(event["id"])
-            assert ids == list(range(1, total + 1)) + [live]
+            assert ids == [*range(1, total + 1), live]
             assert reader.duplicates_dropped == 0
             assert reader.last_id(room) == live
