@@ -103,6 +103,7 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
     closing: bool
     gone: bool
     topic_events: asyncio.Queue[dict[str, Any]]
+    lagging: bool = False  # the topic event queue overflowed and has not drained to half since
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Channels' consumer loop, with a channel-layer receive that survives Redis outages.
@@ -129,11 +130,22 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
             registry.discard(self)
 
     def deliver_local(self, event: dict[str, Any]) -> None:
-        """A topic event from the hub; when this connection lags that far behind, the gap is refilled later."""
+        """A topic event from the hub; when this connection lags that far behind, the gap is refilled later.
+
+        The queue holds at most ``CHANNEL_LAYER_CAPACITY`` events, each shared
+        with every local subscriber, so a lagging connection costs pointers,
+        not copies. One warning per overflow, not one per dropped event.
+        """
+        queue = self.topic_events
         try:
-            self.topic_events.put_nowait(event)
+            queue.put_nowait(event)
         except asyncio.QueueFull:
-            logger.warning("topic event queue full; dropping (refilled from the database on the next message)")
+            if not self.lagging:
+                logger.warning("topic event queue full; dropping (refilled from the database on the next message)")
+            self.lagging = True
+            return
+        if self.lagging and queue.qsize() <= queue.maxsize // 2:
+            self.lagging = False
 
     async def _receive_from_layer(self) -> dict[str, Any]:
         delay = 0.25

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from shared.current_user import use_current_user
 from tests.support.communicators import receive_message, send_message, ws_communicator
 from tests.support.protocol_schema import validate_frame
 from tests.support.users import make_user, session_key_for
+from ws_service.consumers import ConnectionConsumer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -160,3 +162,18 @@ async def test_subscriptions_per_connection_are_capped(settings: SettingsWrapper
     await send_message(alice, {"type": "subscribe", "topic": "room.d"})
     assert (await _frames_until(alice, "subscribed"))[-1]["topic"] == "room.d"
     await alice.disconnect()
+
+
+async def test_a_full_topic_event_queue_warns_once_per_overflow(caplog: pytest.LogCaptureFixture) -> None:
+    consumer = ConnectionConsumer()
+    consumer.topic_events = asyncio.Queue(maxsize=4)
+    with caplog.at_level("WARNING", logger="ws.consumer"):
+        for n in range(50):
+            consumer.deliver_local({"type": "topic.message", "n": n})
+        assert consumer.topic_events.qsize() == 4
+        assert len([r for r in caplog.records if "queue full" in r.message]) == 1
+        for _ in range(3):  # drained below half: the next overflow warns again
+            consumer.topic_events.get_nowait()
+        for n in range(10):
+            consumer.deliver_local({"type": "topic.message", "n": n})
+    assert len([r for r in caplog.records if "queue full" in r.message]) == 2
