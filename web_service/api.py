@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from shared import messaging
 from shared.current_user import get_current_user
 from shared.push import push_to_user
+from shared.quota import QuotaExceeded, charge_publish
 from shared.tickets import issue_ticket
 from shared.topics import TopicError, authorize
 
@@ -90,9 +91,14 @@ def publish(request: HttpRequest, topic: str) -> JsonResponse:
         return _error(400, "bad_json", 'send a JSON object: {"text": "..."}')
     try:
         text = messaging.validate_text(body.get("text"))
+        async_to_sync(charge_publish)(request.user.pk, text)
         payload = messaging.store_message(topic, text)
     except messaging.MessageTextError as exc:
         return _error(400, "bad_message", str(exc))
+    except QuotaExceeded as exc:
+        response = _error(429, "quota_exceeded", exc.detail)
+        response["Retry-After"] = str(exc.retry_after)
+        return response
     except DatabaseError as exc:
         logger.warning("publish to %s failed: %s", topic, exc)
         return _error(503, "unavailable", "the database is unavailable; retry shortly")

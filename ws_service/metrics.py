@@ -158,6 +158,7 @@ ERROR_CODES: Final = (
     "not_subscribed",
     "unavailable",
     "rate_limited",
+    "quota_exceeded",
     "internal",
 )
 ERROR_FRAMES = Counter("ws_error_frames", "Error frames sent to clients, by code.", ["code"])

@@ -39,6 +39,7 @@ class ErrorCode(StrEnum):
     FORBIDDEN = "forbidden"
     NOT_SUBSCRIBED = "not_subscribed"
     UNAVAILABLE = "unavailable"
+    QUOTA_EXCEEDED = "quota_exceeded"
     INTERNAL = "internal"
 
 
