@@ -234,6 +234,8 @@ X_FRAME_OPTIONS = "DENY"
 # Health checks
 # ---------------------------------------------------------------------------
 HEALTH_CHECK_TIMEOUT = env_float("HEALTH_CHECK_TIMEOUT", 2.0, minimum=0.1, maximum=2.0)
+# A readiness result is reused this long: any number of probes cost one check per process per period.
+HEALTH_CHECK_CACHE_SECONDS = env_float("HEALTH_CHECK_CACHE_SECONDS", 1.0, minimum=0.0, maximum=10.0)
 
 # ---------------------------------------------------------------------------
 # Internationalisation and static files
