@@ -107,3 +107,30 @@ def test_readiness_without_the_database_names_the_check_without_exception_text(
             assert leak not in response.text, (server.name, leak, response.text)
         log = server.log_path.read_text()
         assert "readiness check database failed: OperationalError" in log  # the detail goes to the log
+
+
+def test_readiness_replaces_its_kept_connection_after_a_database_restart(
+    web_server: DaphneServer, ws_server: DaphneServer, postgres_server: PostgresServer
+) -> None:
+    from django.db import connections
+
+    urls = [f"{server.http_url}/readyz" for server in (web_server, ws_server)]
+    assert [httpx.get(url, timeout=10).status_code for url in urls] == [200, 200]  # connections kept
+    postgres_server.stop()
+    try:
+        for url in urls:
+            response = httpx.get(url, timeout=10)
+            assert response.status_code == 503
+            assert response.json()["checks"]["database"] == {"ok": False, "error": "unavailable"}
+    finally:
+        postgres_server.start()
+        connections.close_all()  # this process's own connections died with the server
+    assert [httpx.get(url, timeout=10).status_code for url in urls] == [200, 200]
+    # Restarted while nobody probed: the kept connections are dead, and the first probe
+    # reconnects within the same check instead of answering one spurious 503.
+    postgres_server.stop()
+    try:
+        postgres_server.start()
+    finally:
+        connections.close_all()
+    assert [httpx.get(url, timeout=10).status_code for url in urls] == [200, 200]
