@@ -15,7 +15,7 @@ from django.test import Client, override_settings
 from shared.models import Message
 from shared.quota import quota_key
 from tests.support.live import open_ws, recv_json
-from tests.support.servers import DaphneServer
+from tests.support.servers import DaphneServer, free_port
 from tests.support.users import make_user, session_key_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -120,3 +120,15 @@ async def test_ws_publish_over_the_quota_gets_quota_exceeded_across_replicas(
         for ws in sockets:
             await ws.close()
     assert await sync_to_async(_stored)("room.wsq") == [f"m{i}" for i in range(MAX_MESSAGES)]
+
+
+@quota_settings
+def test_an_unreachable_quota_store_lets_http_publishes_through(caplog: pytest.LogCaptureFixture) -> None:
+    client = Client()
+    client.force_login(make_user("dave"))
+    # REDIS_URL is the quota's store; the channel layer (delivery) keeps its own configuration.
+    with override_settings(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"):
+        statuses = [_publish(client, "room.open", f"m{i}").status_code for i in range(MAX_MESSAGES + 1)]
+    assert statuses == [201] * (MAX_MESSAGES + 1)  # a Redis outage is not a publish outage
+    assert "publish quota not checked" in caplog.text
+    assert len(_stored("room.open")) == MAX_MESSAGES + 1
