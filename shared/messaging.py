@@ -25,15 +25,28 @@ TOPIC_MESSAGE_EVENT = "topic.message"
 
 
 class MessageTextError(ValueError):
-    """Message text that is empty, not a string, or too long."""
+    """Message text that is empty, not a string, too long, or holds a NUL character."""
 
 
 def validate_text(text: object) -> str:
+    """``text`` when it can be stored as a message; else :class:`MessageTextError`.
+
+    PostgreSQL text cannot hold NUL (``\\u0000``) nor lone surrogates: refused
+    here, they are the client's ``bad_message`` instead of a database error
+    reported as ``unavailable`` (or a crash).
+    """
     limit: int = settings.MESSAGE_MAX_LENGTH
     if not isinstance(text, str) or not text.strip():
         raise MessageTextError('"text" must be a non-empty string')
     if len(text) > limit:
         raise MessageTextError(f'"text" is longer than {limit} characters')
+    if "\x00" in text:
+        raise MessageTextError('"text" must not contain the NUL character (\\u0000)')
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise MessageTextError('"text" holds a lone surrogate (invalid Unicode)') from None
     return text
 
 

@@ -8,6 +8,7 @@ DJANGO_DEBUG off, start-up fails with a message naming the missing variable.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -41,6 +42,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
     "shared",
     "web_service",
 ]
@@ -58,6 +60,8 @@ MIDDLEWARE = [
     "web_service.middleware.AccessLogMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a login that django-axes locked out into its 429 response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "web_service.urls"
@@ -146,6 +150,31 @@ AUTH_PASSWORD_VALIDATORS = [
 WS_TICKET_TTL_SECONDS = env_int("WS_TICKET_TTL_SECONDS", 30, minimum=1, maximum=60)
 
 # ---------------------------------------------------------------------------
+# Login throttling (django-axes): the login page and the admin login
+# ---------------------------------------------------------------------------
+# Axes' backend only checks for a lockout; ModelBackend still logs users in, so
+# sessions store ModelBackend's path (what ws_service.auth looks for).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# This many failed logins for one username from one client address lock that
+# pair out for LOGIN_LOCKOUT_MINUTES (429); a successful login resets the count.
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# The address as the web service sees it (REMOTE_ADDR: the proxy's X-Forwarded-For, set by the launcher).
+AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
+AXES_LOCKOUT_CALLABLE = "web_service.lockout.lockout_response"
+# Bounded rows: an attempt row per (username, address, user agent) that failed within
+# the lock-out window, deleted once older; locked-out attempts write nothing; no row
+# per successful login (web.access logs requests) and no failure log.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_DISABLE_ACCESS_LOG = True
+AXES_ENABLE_ACCESS_FAILURE_LOG = False
+
+# ---------------------------------------------------------------------------
 # Topics, history and presence
 # ---------------------------------------------------------------------------
 MESSAGE_MAX_LENGTH = env_int("MESSAGE_MAX_LENGTH", 4000, minimum=1)
@@ -156,6 +185,15 @@ PRESENCE_TTL_SECONDS = env_int("PRESENCE_TTL_SECONDS", 20, minimum=3, maximum=30
 WS_LAYER_CHECK_INTERVAL = env_float("WS_LAYER_CHECK_INTERVAL", 2.0, minimum=0.1)
 # The WebSocket URL the demo page connects to; empty means same origin /ws/ (through the proxy).
 WS_PUBLIC_URL = env_str("WS_PUBLIC_URL", "")
+
+# ---------------------------------------------------------------------------
+# Per-user publish quota (WebSocket and HTTP, across replicas: shared.quota)
+# ---------------------------------------------------------------------------
+# At most this many messages and this many bytes of text (UTF-8) per user per
+# window; more → error quota_exceeded (WS) / 429 (HTTP), nothing stored.
+PUBLISH_QUOTA_MESSAGES = env_int("PUBLISH_QUOTA_MESSAGES", 600, minimum=1)
+PUBLISH_QUOTA_BYTES = env_int("PUBLISH_QUOTA_BYTES", 1024 * 1024, minimum=1024)
+PUBLISH_QUOTA_WINDOW_SECONDS = env_int("PUBLISH_QUOTA_WINDOW_SECONDS", 60, minimum=1, maximum=86400)
 
 # ---------------------------------------------------------------------------
 # WebSocket limits
@@ -203,6 +241,8 @@ X_FRAME_OPTIONS = "DENY"
 # Health checks
 # ---------------------------------------------------------------------------
 HEALTH_CHECK_TIMEOUT = env_float("HEALTH_CHECK_TIMEOUT", 2.0, minimum=0.1, maximum=2.0)
+# A readiness result is reused this long: any number of probes cost one check per process per period.
+HEALTH_CHECK_CACHE_SECONDS = env_float("HEALTH_CHECK_CACHE_SECONDS", 1.0, minimum=0.0, maximum=10.0)
 
 # ---------------------------------------------------------------------------
 # Internationalisation and static files

@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError
 from django.http import HttpRequest, JsonResponse
@@ -17,6 +18,7 @@ from redis.exceptions import RedisError
 from shared import messaging
 from shared.current_user import get_current_user
 from shared.push import push_to_user
+from shared.quota import QuotaExceeded, charge_publish
 from shared.tickets import issue_ticket
 from shared.topics import TopicError, authorize
 
@@ -32,11 +34,22 @@ def _not_authenticated() -> JsonResponse:
 
 
 def _json_object(request: HttpRequest) -> dict[str, Any] | None:
+    """The body as a JSON object; ``None`` when it is not one.
+
+    The body is at most ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (Django answers 400
+    past it). JSON nested deeper than the parser's recursion limit raises
+    ``RecursionError``: a client mistake like any other unparsable body.
+    """
     try:
         body = json.loads(request.body or b"null")
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return body if isinstance(body, dict) else None
+
+
+def _frame_bytes(payload: dict[str, Any]) -> int:
+    """The size of ``payload`` as the ws service sends it (compact JSON, UTF-8)."""
+    return len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 @never_cache
@@ -78,9 +91,14 @@ def publish(request: HttpRequest, topic: str) -> JsonResponse:
         return _error(400, "bad_json", 'send a JSON object: {"text": "..."}')
     try:
         text = messaging.validate_text(body.get("text"))
+        async_to_sync(charge_publish)(request.user.pk, text)
         payload = messaging.store_message(topic, text)
     except messaging.MessageTextError as exc:
         return _error(400, "bad_message", str(exc))
+    except QuotaExceeded as exc:
+        response = _error(429, "quota_exceeded", exc.detail)
+        response["Retry-After"] = str(exc.retry_after)
+        return response
     except DatabaseError as exc:
         logger.warning("publish to %s failed: %s", topic, exc)
         return _error(503, "unavailable", "the database is unavailable; retry shortly")
@@ -111,6 +129,14 @@ def notify(request: HttpRequest, user_id: int) -> JsonResponse:
         "data": body.get("data", {}),
         "sender": {"id": sender.pk, "username": sender.get_username()},
     }
+    limit: int = settings.WS_MAX_MESSAGE_BYTES
+    try:
+        size = _frame_bytes(payload)
+    except UnicodeEncodeError:
+        return _error(400, "bad_message", "the notification holds a lone surrogate (invalid Unicode)")
+    if size > limit:
+        # The ws service (Daphne) would refuse to send it: say so instead of a 202 for a lost push.
+        return _error(413, "too_large", f"the notification frame is {size} bytes; the limit is {limit} bytes")
     try:
         async_to_sync(push_to_user)(user_id, payload)
     except (RedisError, OSError) as exc:

@@ -24,6 +24,7 @@ from shared.current_user import get_current_user
 from shared.groups import BROADCAST_GROUP, user_group
 from shared.messaging import MessageTextError
 from shared.presence import PresenceEntry
+from shared.quota import QuotaExceeded, charge_publish
 from shared.topics import TopicError, authorize
 from ws_service import metrics
 from ws_service.layer_monitor import get_monitor
@@ -377,6 +378,10 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
             text = messaging.validate_text(message.get("text"))
         except MessageTextError as exc:
             raise ProtocolError(ErrorCode.BAD_MESSAGE, str(exc)) from None
+        try:
+            await charge_publish(self.scope["user"].pk, text)
+        except QuotaExceeded as exc:
+            raise ProtocolError(ErrorCode.QUOTA_EXCEEDED, exc.detail) from None
         with _reported_as_unavailable("publishing", topic):
             payload = await database_sync_to_async(messaging.store_message)(topic, text)
         try:

@@ -170,6 +170,7 @@ ERROR_CODES: Final = (
     "too_many_subscriptions",
     "unavailable",
     "rate_limited",
+    "quota_exceeded",
     "internal",
 )
 ERROR_FRAMES = Counter("ws_error_frames", "Error frames sent to clients, by code.", ["code"])
