@@ -22,7 +22,7 @@ def run(options: ServerOptions, listen_fd: int | None = None) -> None:
     from ws_service.asgi import application
 
     daphne_close.install()
-    server = Server(application=application, **options.daphne_kwargs(listen_fd))
+    server = Server(application=options.application(application), **options.daphne_kwargs(listen_fd))
     ports: list[Any] = []
     announce = server.listen_success
 
