@@ -41,8 +41,8 @@ from tests.compose.support import (
 )
 
 IMAGES = {"web": "Dockerfile.web", "ws": "Dockerfile.ws"}
-# Services running the project's images (migrate uses the web image).
-DJANGO_SERVICES = ("web", "ws", "migrate")
+# Services running the project's images (migrate and prune use the web image).
+DJANGO_SERVICES = ("web", "ws", "migrate", "prune")
 # Images whose entrypoints start as root and drop to their own user; the
 # capabilities they get back, exactly as compose.yaml explains them.
 ROOT_ENTRYPOINTS = {
