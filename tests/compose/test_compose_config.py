@@ -20,6 +20,8 @@ from tests.compose.support import COMPOSE_FILE, ROOT, clean_env, requires_compos
 
 DOCKERFILES = ("Dockerfile.web", "Dockerfile.ws")
 LONG_RUNNING = ("db", "redis", "web", "ws", "proxy")
+# The prune service's heartbeat file, a container path (its healthcheck reads the age).
+HEARTBEAT = "/tmp/prune-heartbeat"  # noqa: S108
 
 
 def compose_config(*args: str, **env: str) -> str:
@@ -91,7 +93,7 @@ def test_shell_variables_override_the_development_defaults() -> None:
 def test_every_service_has_a_healthcheck_and_waits_for_its_dependencies(rendered: dict[str, Any]) -> None:
     services = rendered["services"]
     assert set(services) == {*LONG_RUNNING, "migrate", "prune"}
-    for name in LONG_RUNNING:
+    for name in (*LONG_RUNNING, "prune"):
         assert services[name]["healthcheck"]["test"][0] == "CMD", name
     # The one-shot job is judged by its exit status instead.
     assert services["migrate"]["command"] == ["python", "-m", "django", "migrate", "--noinput"]
@@ -158,7 +160,17 @@ def test_compose_runs_in_development_mode_unless_told_otherwise(rendered: dict[s
 def test_messages_are_pruned_by_a_service_of_their_own(rendered: dict[str, Any]) -> None:
     prune = rendered["services"]["prune"]
     assert prune["image"] == rendered["services"]["web"]["image"]
-    assert prune["command"] == ["python", "-m", "django", "prune_messages", "--every", "3600"]
+    assert prune["command"] == [
+        "python",
+        "-m",
+        "django",
+        "prune_messages",
+        "--every",
+        "3600",
+        "--heartbeat",
+        HEARTBEAT,
+    ]
+    assert HEARTBEAT in " ".join(prune["healthcheck"]["test"])
     assert prune["restart"] == "unless-stopped"
     assert prune["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
 

@@ -6,6 +6,7 @@ import io
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -24,7 +25,7 @@ def _age_every_message() -> None:
     Message.objects.update(created_at=timezone.now() - timedelta(days=31))
 
 
-def test_every_prunes_at_start_and_then_each_interval() -> None:
+def test_every_prunes_at_start_and_then_each_interval(tmp_path: Path) -> None:
     alice = make_user("alice")
     with use_current_user(alice):
         store_message("room.prune", "first")
@@ -44,13 +45,16 @@ def test_every_prunes_at_start_and_then_each_interval() -> None:
     helper = threading.Thread(target=age_the_second_message_later)
     started = time.monotonic()
     helper.start()
-    call_command("prune_messages", "--every", "1", "--rounds", "2", stdout=out)
+    heartbeat = tmp_path / "heartbeat"
+    call_command("prune_messages", "--every", "1", "--rounds", "2", "--heartbeat", str(heartbeat), stdout=out)
     helper.join(timeout=10)
     elapsed = time.monotonic() - started
     lines = out.getvalue().splitlines()
     assert lines == ["deleted 1 messages older than 30 days", "deleted 1 messages older than 30 days"]
     assert not Message.objects.exists()
     assert 1.0 <= elapsed < 5.0
+    # Touched by the last round: the compose healthcheck reads its age.
+    assert 0 <= time.time() - heartbeat.stat().st_mtime < 2
 
 
 @pytest.mark.parametrize(
@@ -58,7 +62,8 @@ def test_every_prunes_at_start_and_then_each_interval() -> None:
     [
         (["--every", "0.1"], "--every must be at least 1"),
         (["--every", "5", "--rounds", "0"], "--rounds must be at least 1"),
-        (["--rounds", "2"], "--rounds needs --every"),
+        (["--rounds", "2"], "--rounds and --heartbeat need --every"),
+        (["--heartbeat", "heartbeat"], "--rounds and --heartbeat need --every"),
         (["--days", "0"], "--days must be at least 1"),
     ],
 )

@@ -1,10 +1,14 @@
-"""``python -m django prune_messages [--days N] [--every SECONDS [--rounds N]]``: delete old messages.
+"""``python -m django prune_messages [--days N] [--every SECONDS [--rounds N] [--heartbeat FILE]]``.
+
+Deletes topic messages older than the retention window.
 
 Without ``--every`` one round runs and the command exits (a cron job, the
 Kubernetes CronJob in deploy/k8s). With it, the command is its own scheduler
 (compose.yaml's ``prune`` service): a round at start, then one every
 ``SECONDS``. A round that fails (the database is away) is logged and the next
-one runs on schedule; ``--rounds`` bounds the loop (tests).
+one runs on schedule; ``--rounds`` bounds the loop (tests). ``--heartbeat``
+names a file touched after every successful round, whose age is the
+container's healthcheck.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -42,6 +47,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--rounds", type=int, default=None, help="With --every: stop after this many rounds (default: never)."
         )
+        parser.add_argument(
+            "--heartbeat", type=Path, default=None, help="With --every: touch this file after every successful round."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         days: int = options["days"] if options["days"] is not None else settings.MESSAGE_RETENTION_DAYS
@@ -49,9 +57,10 @@ class Command(BaseCommand):
             raise CommandError(f"--days must be at least 1, not {days}")
         every: float | None = options["every"]
         rounds: int | None = options["rounds"]
+        heartbeat: Path | None = options["heartbeat"]
         if every is None:
-            if rounds is not None:
-                raise CommandError("--rounds needs --every")
+            if rounds is not None or heartbeat is not None:
+                raise CommandError("--rounds and --heartbeat need --every")
             self._prune(days)
             return
         if every < MINIMUM_INTERVAL_SECONDS:
@@ -63,6 +72,8 @@ class Command(BaseCommand):
             started = time.monotonic()
             try:
                 self._prune(days)
+                if heartbeat is not None:
+                    heartbeat.touch()
             except DatabaseError as exc:
                 logger.warning("pruning failed, retrying in %gs: %s", every, exc)
             finally:
