@@ -166,7 +166,11 @@ class ComposeProject:
 
     def run(self, *args: str, timeout: float = COMMAND_TIMEOUT, check: bool = True) -> subprocess.CompletedProcess[str]:
         """``docker compose -p NAME -f compose.yaml --env-file FILE ARGS``."""
-        command = [
+        return run_command(self.command(*args), env=self.env, timeout=timeout, check=check)
+
+    def command(self, *args: str) -> list[str]:
+        """The ``docker compose`` command line of this project with ``args`` (for a process of one's own)."""
+        return [
             "docker",
             "compose",
             "--project-name",
@@ -179,7 +183,6 @@ class ComposeProject:
             str(self.env_file),
             *args,
         ]
-        return run_command(command, env=self.env, timeout=timeout, check=check)
 
     def exec(
         self,
