@@ -2,7 +2,8 @@
 
 Everything that differs per deployment comes from an environment variable;
 README.md has the full table. Production secrets have no default: with
-DJANGO_DEBUG off, start-up fails with a message naming the missing variable.
+DJANGO_DEBUG off, start-up fails with a message naming the missing variable,
+and unless DJANGO_ENV=development it refuses the published development ones.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from shared.channel_layer import RedisPoolOptions, channel_layers_config
+from shared.deployment_mode import DEBUG_SECRET_KEY, deployment_mode, refuse_development_secrets
 from shared.env import env_bool, env_float, env_int, env_list, env_required, env_str
 from shared.log_format import LOG_FORMATS, identify_process_from_entry_point
 from shared.redis_topology import DEFAULT_SENTINEL_MASTER, redis_topology
@@ -25,8 +27,10 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 # Core
 # ---------------------------------------------------------------------------
 DEBUG = env_bool("DJANGO_DEBUG", False)
+# production unless DJANGO_ENV=development (or DJANGO_DEBUG=1): see shared/deployment_mode.py.
+DJANGO_ENV = deployment_mode(env_str("DJANGO_ENV", ""), debug=DEBUG)
 if DEBUG:
-    SECRET_KEY = env_str("DJANGO_SECRET_KEY", "django-insecure-development-only-never-use-in-production")
+    SECRET_KEY = env_str("DJANGO_SECRET_KEY", DEBUG_SECRET_KEY)
 else:
     SECRET_KEY = env_required("DJANGO_SECRET_KEY", "it is required when DJANGO_DEBUG is off")
 
@@ -93,6 +97,7 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+refuse_development_secrets(DJANGO_ENV, secret_key=SECRET_KEY, database_password=DATABASES["default"].get("PASSWORD"))
 DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int("DATABASE_CONNECT_TIMEOUT", 2, minimum=1)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

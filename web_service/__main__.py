@@ -2,11 +2,12 @@
 
 Serves ``web_service.asgi:application`` with Daphne on ``WEB_BIND:WEB_PORT``
 (default ``0.0.0.0:8000``), taking the client address and scheme from the
-proxy's ``X-Forwarded-For``/``-Proto`` (the compose proxy always sets them,
-and the port is never published). Daphne's own access log stays off: it
+proxy's ``X-Forwarded-For``/``-Proto`` when the peer is one of
+``FORWARDED_ALLOW_IPS`` (compose: the proxy's fixed address; from any other
+peer they are ignored, see shared/forwarded.py). Daphne's own access log stays off: it
 prints query strings, and the app's ``web.access`` lines are the access log.
 With ``METRICS_PORT`` > 0, Prometheus metrics are served on that internal
-port (``GET /metrics``), which no proxy routes to.
+port (``GET /metrics``) on ``METRICS_BIND`` (default ``WEB_BIND``), which no proxy routes to.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from __future__ import annotations
 import logging
 import sys
 
-from shared.env import env_int, env_str
+from shared.env import env_int, env_list, env_str
+from shared.forwarded import DEFAULT as DEFAULT_TRUSTED_PROXIES
+from shared.forwarded import trusted_proxies, with_trusted_proxy_headers
 
 logger = logging.getLogger("web.server")
 
@@ -23,6 +26,8 @@ def main() -> int:
     bind = env_str("WEB_BIND", "0.0.0.0")  # noqa: S104 - a container listens on all interfaces
     port = env_int("WEB_PORT", 8000, minimum=1, maximum=65535)
     metrics_port = env_int("METRICS_PORT", 0, minimum=0, maximum=65535)
+    metrics_bind = env_str("METRICS_BIND", bind)
+    trusted = trusted_proxies(env_list("FORWARDED_ALLOW_IPS", list(DEFAULT_TRUSTED_PROXIES)))
 
     from daphne.endpoints import build_endpoint_description_strings
     from daphne.server import Server  # installs Twisted's asyncio reactor: before the application
@@ -32,14 +37,13 @@ def main() -> int:
     if metrics_port:
         from shared.metrics_server import start_metrics_server
 
-        start_metrics_server(metrics_port, bind)
+        start_metrics_server(metrics_port, metrics_bind)
     server = Server(
-        application=application,
+        # Daphne's own proxy-header options would trust every peer: off, and the
+        # headers applied only from FORWARDED_ALLOW_IPS instead.
+        application=with_trusted_proxy_headers(application, trusted),
         endpoints=build_endpoint_description_strings(host=bind, port=port),
         action_logger=None,  # no Daphne access log: it would print query strings
-        proxy_forwarded_address_header="X-Forwarded-For",
-        proxy_forwarded_port_header="X-Forwarded-Port",
-        proxy_forwarded_proto_header="X-Forwarded-Proto",
     )
     logger.info("web service listening on %s:%s", bind, port)
     server.run()

@@ -17,11 +17,13 @@ from tests.compose.support import (
     BUILD_TIMEOUT,
     DOWN_TIMEOUT,
     UP_TIMEOUT,
+    WS_CONNECTIONS_PER_IP,
     ComposeError,
     ComposeProject,
     Superuser,
     clean_env,
     docker_status,
+    edge_network_env,
     free_port,
 )
 
@@ -46,6 +48,7 @@ def compose_stack(tmp_path_factory: pytest.TempPathFactory, superuser_account: S
         f"DJANGO_SUPERUSER_USERNAME={superuser_account.username}\n"
         f"DJANGO_SUPERUSER_PASSWORD={superuser_account.password}\n"
         f"DJANGO_SUPERUSER_EMAIL={superuser_account.email}\n"
+        f"PROXY_WS_CONNECTIONS_PER_IP={WS_CONNECTIONS_PER_IP}\n" + edge_network_env()
     )
     project = ComposeProject(
         name=f"wstest{uuid.uuid4().hex[:10]}",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -53,6 +54,10 @@ BUILD_TIMEOUT = 180.0
 UP_TIMEOUT = 90.0
 DOWN_TIMEOUT = 60.0
 COMMAND_TIMEOUT = 60.0
+
+# Open WebSockets per client address at the proxy in the test stack, lowered
+# from compose's 100 so that a test can reach it (all test clients share one address).
+WS_CONNECTIONS_PER_IP = 16
 
 
 def running_in_ci() -> bool:
@@ -127,6 +132,17 @@ def free_port() -> int:
         return port
 
 
+def edge_network_env() -> str:
+    """EDGE_SUBNET and PROXY_IPV4 lines for an env file: a /24 of 10.0.0.0/8 of its own.
+
+    compose.yaml pins the edge network's subnet (web and ws trust the proxy's
+    fixed address there); a test project must not collide with a developer's
+    running stack, which uses the default subnet.
+    """
+    second, third = secrets.randbelow(150) + 100, secrets.randbelow(256)
+    return f"EDGE_SUBNET=10.{second}.{third}.0/24\nPROXY_IPV4=10.{second}.{third}.10\n"
+
+
 class ComposeError(AssertionError):
     """A docker compose command failed; carries its output."""
 
@@ -150,7 +166,11 @@ class ComposeProject:
 
     def run(self, *args: str, timeout: float = COMMAND_TIMEOUT, check: bool = True) -> subprocess.CompletedProcess[str]:
         """``docker compose -p NAME -f compose.yaml --env-file FILE ARGS``."""
-        command = [
+        return run_command(self.command(*args), env=self.env, timeout=timeout, check=check)
+
+    def command(self, *args: str) -> list[str]:
+        """The ``docker compose`` command line of this project with ``args`` (for a process of one's own)."""
+        return [
             "docker",
             "compose",
             "--project-name",
@@ -163,7 +183,6 @@ class ComposeProject:
             str(self.env_file),
             *args,
         ]
-        return run_command(command, env=self.env, timeout=timeout, check=check)
 
     def exec(
         self,

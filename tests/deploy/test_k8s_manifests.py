@@ -61,6 +61,7 @@ SECRET = "django-ws-split-secrets"
 WEB = "django-ws-split-web"
 WS = "django-ws-split-ws"
 MIGRATE = "django-ws-split-migrate"
+PRUNE = "django-ws-split-prune"
 # The launcher's default when the ConfigMap leaves WS_DRAIN_TIMEOUT out comes
 # from the code too (ServerOptions.from_env); this margin is ours.
 DRAIN_MARGIN_SECONDS = 5
@@ -115,11 +116,13 @@ def of_kind(kind: str) -> list[Manifest]:
 
 
 def workloads() -> list[Manifest]:
-    return of_kind("Deployment") + of_kind("Job")
+    return of_kind("Deployment") + of_kind("Job") + of_kind("CronJob")
 
 
 def pod_spec(workload: Manifest) -> Manifest:
-    spec: Manifest = workload["spec"]["template"]["spec"]
+    """The pod template's spec (a CronJob's is inside its jobTemplate)."""
+    owner = workload["spec"]["jobTemplate"] if workload["kind"] == "CronJob" else workload
+    spec: Manifest = owner["spec"]["template"]["spec"]
     return spec
 
 
@@ -417,9 +420,45 @@ def test_the_placeholders_fail_closed() -> None:
         assert (example.parent / ".gitignore").read_text().split() == ["secrets.env"]
 
 
-@pytest.mark.parametrize("name", [WEB, WS, MIGRATE])
+@pytest.mark.parametrize("name", [WEB, WS, MIGRATE, PRUNE])
 def test_the_settings_accept_each_containers_environment(name: str) -> None:
     assert _effective(name)["debug"] is False
+
+
+def test_the_manifests_run_in_production_mode_which_refuses_development_secrets() -> None:
+    """DJANGO_ENV=production: compose's published development key would stop every pod."""
+    assert resource("ConfigMap", CONFIGMAP)["data"]["DJANGO_ENV"] == "production"
+    env = {key: value for key, value in os.environ.items() if key not in reader_kinds()}
+    env.update({key: value for key, value in container_env(resource("Deployment", WEB)).items() if key != "PATH"})
+    env["DJANGO_SECRET_KEY"] = "insecure-dev-key-change-me"
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY is a published development key" in result.stderr
+
+
+def test_messages_are_pruned_on_a_schedule() -> None:
+    (cronjob,) = of_kind("CronJob")
+    assert cronjob["metadata"]["name"] == PRUNE
+    container = only_container(cronjob)
+    assert container["image"] == "django-ws-split-web"
+    command = container["command"]
+    assert command[:3] == ["python", "-m", "django"]
+    assert (ROOT / "shared" / "management" / "commands" / f"{command[3]}.py").is_file()
+    assert command[3] == "prune_messages"
+    assert "--every" not in command, "one round per Job: the CronJob is the schedule"
+    spec = cronjob["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid"
+    assert len(spec["schedule"].split()) == 5
+    assert spec["jobTemplate"]["spec"]["activeDeadlineSeconds"] > 0
+    assert pod_spec(cronjob)["restartPolicy"] == "Never"
 
 
 def test_ws_workers_match_the_cpu_limit() -> None:

@@ -81,3 +81,81 @@ def test_socket_timeout_at_or_below_the_blocking_read_is_rejected() -> None:
         channel_layers_config(
             "redis://h:1/0", prefix="p", capacity=10, expiry=60, pool=RedisPoolOptions(socket_timeout=5)
         )
+
+
+# ---------------------------------------------------------------------------
+# DJANGO_ENV: the published development secrets only in development mode
+# ---------------------------------------------------------------------------
+
+COMPOSE_DEV_KEY = "insecure-dev-key-change-me"
+COMPOSE_DEV_DATABASE_URL = "postgres://app:insecure-dev-db-password@db:5432/app"
+REAL_KEY = "a-real-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
+
+
+def _import_mode(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Load the settings with ``env`` and print DJANGO_ENV (nothing is connected to)."""
+    code = "import django; django.setup(); from django.conf import settings; print(settings.DJANGO_ENV)"
+    base = {"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "shared.settings"}
+    return subprocess.run(
+        [sys.executable, "-c", code], env=base | env, capture_output=True, text=True, check=False, timeout=60
+    )
+
+
+@pytest.mark.parametrize("mode", [{}, {"DJANGO_ENV": "production"}], ids=["default", "explicit"])
+def test_production_refuses_the_compose_development_secret_key(mode: dict[str, str]) -> None:
+    """The compose defaults with DJANGO_DEBUG=0 used to start: the fail-closed check was defeated."""
+    result = _import_mode({"DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": COMPOSE_DEV_KEY, **mode})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert "DJANGO_SECRET_KEY is a published development key" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "key", ["django-insecure-development-only-never-use-in-production", "django-insecure-abc123generated"]
+)
+def test_production_refuses_django_insecure_keys(key: str) -> None:
+    result = _import_mode({"DJANGO_ENV": "production", "DJANGO_SECRET_KEY": key})
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_production_refuses_the_development_database_password() -> None:
+    result = _import_mode({"DJANGO_SECRET_KEY": REAL_KEY, "DATABASE_URL": COMPOSE_DEV_DATABASE_URL})
+    assert result.returncode != 0
+    assert "DATABASE_URL holds the published development database password" in result.stderr
+    assert "POSTGRES_PASSWORD" in result.stderr
+
+
+def test_production_accepts_real_secrets() -> None:
+    result = _import_mode({"DJANGO_SECRET_KEY": REAL_KEY, "DATABASE_URL": "postgres://app:s3cret-Pw@db:5432/app"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "production"
+
+
+def test_development_mode_accepts_the_compose_defaults() -> None:
+    """What `docker compose up` with no .env runs with."""
+    result = _import_mode(
+        {
+            "DJANGO_ENV": "development",
+            "DJANGO_DEBUG": "0",
+            "DJANGO_SECRET_KEY": COMPOSE_DEV_KEY,
+            "DATABASE_URL": COMPOSE_DEV_DATABASE_URL,
+        }
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "development"
+
+
+def test_debug_implies_development_but_not_in_explicit_production() -> None:
+    implied = _import_mode({"DJANGO_DEBUG": "1"})
+    assert implied.returncode == 0, implied.stderr
+    assert implied.stdout.strip() == "development"
+    refused = _import_mode({"DJANGO_DEBUG": "1", "DJANGO_ENV": "production"})
+    assert refused.returncode != 0
+    assert "DJANGO_DEBUG=1 is not allowed with DJANGO_ENV=production" in refused.stderr
+
+
+def test_unknown_mode_names_the_variable() -> None:
+    result = _import_mode({"DJANGO_ENV": "staging", "DJANGO_SECRET_KEY": REAL_KEY})
+    assert result.returncode != 0
+    assert "DJANGO_ENV='staging' is not a mode" in result.stderr

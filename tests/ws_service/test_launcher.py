@@ -41,7 +41,8 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     kwargs = ServerOptions.from_env().daphne_kwargs()
     assert kwargs["endpoints"] == ["tcp:port=9100:interface=0.0.0.0:backlog=2048"]
     assert kwargs["ping_interval"] == 5
-    assert kwargs["proxy_forwarded_proto_header"] == "X-Forwarded-Proto"
+    # Daphne never applies proxy headers itself: ServerOptions.application() does, from trusted peers only.
+    assert kwargs["proxy_forwarded_proto_header"] is None
     assert ServerOptions.from_env().drain_timeout == 3.5
 
 

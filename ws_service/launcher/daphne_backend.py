@@ -23,7 +23,7 @@ def run(options: ServerOptions, listen_fd: int | None = None) -> None:
 
     daphne_close.install()
     output_budget.install_daphne()
-    server = Server(application=application, **options.daphne_kwargs(listen_fd))
+    server = Server(application=options.application(application), **options.daphne_kwargs(listen_fd))
     ports: list[Any] = []
     announce = server.listen_success
 

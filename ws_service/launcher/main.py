@@ -21,7 +21,7 @@ def serve(options: ServerOptions, listen_fd: int | None) -> None:
     if options.metrics_port and listen_fd is None:
         from shared.metrics_server import start_metrics_server
 
-        start_metrics_server(options.metrics_port, options.bind)
+        start_metrics_server(options.metrics_port, options.metrics_bind)
     if options.server == "uvicorn":
         from ws_service.launcher import uvicorn_backend
 

@@ -7,7 +7,9 @@ from typing import Any, Literal
 
 from django.core.exceptions import ImproperlyConfigured
 
-from shared.env import env_bool, env_float, env_int, env_str
+from shared.env import env_bool, env_float, env_int, env_list, env_str
+from shared.forwarded import DEFAULT as DEFAULT_TRUSTED_PROXIES
+from shared.forwarded import trusted_proxies, with_trusted_proxy_headers
 
 ServerName = Literal["daphne", "uvicorn"]
 SERVERS: tuple[ServerName, ...] = ("daphne", "uvicorn")
@@ -37,17 +39,20 @@ class ServerOptions:
     application_close_timeout: int
     max_message_bytes: int
     proxy_headers: bool
+    forwarded_allow_ips: tuple[str, ...]
     drain_timeout: float
     metrics_port: int
+    metrics_bind: str
 
     @classmethod
     def from_env(cls) -> ServerOptions:
+        bind = env_str("WS_BIND", "0.0.0.0")  # noqa: S104 - a container listens on all interfaces
         return cls(
             # Daphne is the default; Uvicorn (websockets-sansio, uvloop) runs the same application.
             server=_server_name(),
             # Server processes sharing one listening socket; match the container's CPUs.
             workers=env_int("WS_WORKERS", 1, minimum=1, maximum=64),
-            bind=env_str("WS_BIND", "0.0.0.0"),  # noqa: S104 - a container listens on all interfaces
+            bind=bind,
             port=env_int("WS_PORT", 8001, minimum=1, maximum=65535),
             # Time from TCP accept until the application accepts the socket (auth included).
             handshake_timeout=env_int("WS_HANDSHAKE_TIMEOUT", 30, minimum=1),
@@ -60,11 +65,21 @@ class ServerOptions:
             # Larger inbound messages are refused by the WebSocket layer with close code 1009.
             max_message_bytes=env_int("WS_MAX_MESSAGE_BYTES", 64 * 1024, minimum=1024),
             proxy_headers=env_bool("WS_PROXY_HEADERS", False),
+            # The peers whose X-Forwarded-For/-Proto count (addresses, networks, or "*").
+            forwarded_allow_ips=trusted_proxies(env_list("FORWARDED_ALLOW_IPS", list(DEFAULT_TRUSTED_PROXIES))),
             # Below compose's stop_grace_period (20 s) and Kubernetes' terminationGracePeriodSeconds.
             drain_timeout=env_float("WS_DRAIN_TIMEOUT", 10.0, minimum=0.5),
             # The internal Prometheus listener; 0 turns it off (the images set 9100).
             metrics_port=env_int("METRICS_PORT", 0, minimum=0, maximum=65535),
+            # Where /metrics listens: the server's address unless set (compose: 127.0.0.1).
+            metrics_bind=env_str("METRICS_BIND", bind),
         )
+
+    def application(self, application: Any) -> Any:
+        """The ASGI application Daphne serves: with proxy headers, honoured from trusted peers only."""
+        if not self.proxy_headers:
+            return application
+        return with_trusted_proxy_headers(application, self.forwarded_allow_ips)
 
     def daphne_kwargs(self, listen_fd: int | None = None) -> dict[str, Any]:
         """Keyword arguments for ``daphne.server.Server``; ``listen_fd`` is an inherited listening socket."""
@@ -93,9 +108,10 @@ class ServerOptions:
             "application_close_timeout": self.application_close_timeout,
             "websocket_max_message_size": self.max_message_bytes,
             "websocket_max_frame_size": self.max_message_bytes,
-            "proxy_forwarded_address_header": "X-Forwarded-For" if self.proxy_headers else None,
-            "proxy_forwarded_port_header": "X-Forwarded-Port" if self.proxy_headers else None,
-            "proxy_forwarded_proto_header": "X-Forwarded-Proto" if self.proxy_headers else None,
+            # Daphne would take these headers from any peer: application() applies them instead.
+            "proxy_forwarded_address_header": None,
+            "proxy_forwarded_port_header": None,
+            "proxy_forwarded_proto_header": None,
         }
 
     def uvicorn_kwargs(self, listen_fd: int | None = None) -> dict[str, Any]:
@@ -112,8 +128,7 @@ class ServerOptions:
             "ws_ping_timeout": float(self.ping_timeout),
             "ws_per_message_deflate": False,  # as Daphne: no compression (CPU per message)
             "proxy_headers": self.proxy_headers,
-            # The ws port is reached only through the proxy when proxy headers are on.
-            "forwarded_allow_ips": "*" if self.proxy_headers else "127.0.0.1",
+            "forwarded_allow_ips": ",".join(self.forwarded_allow_ips),
             "access_log": False,  # its access lines carry query strings (tickets)
             "log_config": None,  # Django's LOGGING applies
             "server_header": False,

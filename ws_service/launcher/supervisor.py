@@ -102,7 +102,7 @@ class Supervisor:
         if self.options.metrics_port:
             from shared.metrics_server import start_metrics_server
 
-            start_metrics_server(self.options.metrics_port, self.options.bind)
+            start_metrics_server(self.options.metrics_port, self.options.metrics_bind)
         signal.signal(signal.SIGTERM, self._signal)
         signal.signal(signal.SIGINT, self._signal)
         for slot in range(self.options.workers):
