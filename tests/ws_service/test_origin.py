@@ -105,7 +105,7 @@ async def _welcomed(origin: str, key: str) -> bool:
     connected, _ = await communicator.connect()
     if not connected:
         return False
-    welcomed = (await receive_message(communicator))["type"] == "welcome"
+    welcomed: bool = (await receive_message(communicator))["type"] == "welcome"
     await communicator.disconnect()
     return welcomed
 
