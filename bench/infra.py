@@ -41,6 +41,9 @@ def bench_env(database_url: str, redis_url: str) -> dict[str, str]:
         "WS_MAX_CONNECTIONS_PER_USER": "1000000",
         "WS_RATE_LIMIT_PER_SECOND": "1000000",
         "WS_RATE_LIMIT_BURST": "1000000",
+        # Every benchmark client connects from 127.0.0.1: one address, one handshake bucket.
+        "WS_HANDSHAKES_PER_ADDRESS_PER_SECOND": "1000000",
+        "WS_HANDSHAKE_BURST_PER_ADDRESS": "1000000",
         "WS_DRAIN_TIMEOUT": "5",
         "METRICS_PORT": "0",
     }

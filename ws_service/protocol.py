@@ -22,6 +22,8 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_TRY_AGAIN_LATER = 4013
 # Over the per-user connection limit (WS_MAX_CONNECTIONS_PER_USER).
 CLOSE_TOO_MANY_CONNECTIONS = 4429
+# Over the per-address handshake rate (WS_HANDSHAKES_PER_ADDRESS_PER_SECOND): back off, retry.
+CLOSE_TOO_MANY_HANDSHAKES = 4029
 # RFC 6455 codes for abuse (sustained flooding) and an oversize message.
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_MESSAGE_TOO_BIG = 1009
