@@ -32,6 +32,8 @@ def bench_env(database_url: str, redis_url: str) -> dict[str, str]:
         "DJANGO_DEBUG": "0",
         "DJANGO_SECRET_KEY": "bench-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz-ABCDEFG",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        # The benchmark clients' fixed Origin (bench.clients.ORIGIN); the ws service trusts only exact origins.
+        "DJANGO_CSRF_TRUSTED_ORIGINS": "http://127.0.0.1",
         "DJANGO_SECURE_COOKIES": "0",
         "DJANGO_LOG_LEVEL": "WARNING",
         "DATABASE_URL": database_url,
@@ -41,6 +43,9 @@ def bench_env(database_url: str, redis_url: str) -> dict[str, str]:
         "WS_MAX_CONNECTIONS_PER_USER": "1000000",
         "WS_RATE_LIMIT_PER_SECOND": "1000000",
         "WS_RATE_LIMIT_BURST": "1000000",
+        # Every benchmark client connects from 127.0.0.1: one address, one handshake bucket.
+        "WS_HANDSHAKES_PER_ADDRESS_PER_SECOND": "1000000",
+        "WS_HANDSHAKE_BURST_PER_ADDRESS": "1000000",
         "WS_DRAIN_TIMEOUT": "5",
         "METRICS_PORT": "0",
     }

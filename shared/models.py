@@ -81,6 +81,9 @@ class WsTicket(models.Model):
     #: The channel-layer group of the session that requested the ticket, so
     #: logging that session out also closes sockets opened with the ticket.
     session_group = models.CharField(max_length=64, blank=True, default="")
+    #: That session's key (as in the session table), so redeeming can check
+    #: the session still authenticates the user; "" when issued without one.
+    session_key = models.CharField(max_length=40, blank=True, default="")
 
     def __str__(self) -> str:
         return f"ticket for user {self.user_id} until {self.expires_at:%H:%M:%S}"

@@ -1,9 +1,17 @@
 """Closing WebSocket connections when their credentials stop being valid.
 
-Logging out, deleting a session (admin, ``clearsessions``) or changing a
-password sends ``auth.revoked`` through the channel layer. Every connection
-opened with that session (by cookie, or by a ticket that session requested),
-or every connection of that user, on every replica, then closes with 4401.
+Logging out, deleting a session (admin, ``clearsessions``), changing a
+password, deactivating a user (``is_active = False`` saved through the admin
+or ``user.save()``) or deleting a user sends ``auth.revoked`` through the
+channel layer. Every connection opened with that session (by cookie, or by a
+ticket that session requested), or every connection of that user, on every
+replica, then closes with 4401. The same events delete the outstanding
+tickets of that session or user.
+
+These are model signals: ``QuerySet.update()`` (and raw SQL) sends none, so
+``User.objects.filter(...).update(is_active=False)`` closes no socket. After
+such a bulk change call :func:`revoke_user` for each user it touched (new
+handshakes are refused either way: authentication re-checks the user).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from django.db.models.signals import post_delete, post_save, pre_save
 from django.http import HttpRequest
 
 from shared.groups import user_group
+from shared.tickets import delete_session_tickets, delete_user_tickets
 from shared.topics import session_group
 
 logger = logging.getLogger("shared.revocation")
@@ -48,23 +57,43 @@ def revoke_user(user_id: int, reason: str) -> None:
 def _on_logout(sender: Any, request: HttpRequest, user: Any, **kwargs: Any) -> None:
     session_key = request.session.session_key
     if session_key:
+        delete_session_tickets(session_key)
         revoke_session(session_key, "logged out")
 
 
 def _on_session_deleted(sender: Any, instance: Session, **kwargs: Any) -> None:
+    delete_session_tickets(instance.session_key)
     revoke_session(instance.session_key)
 
 
-def _note_password_change(sender: Any, instance: Any, **kwargs: Any) -> None:
+def _revocation_reason(instance: Any) -> str:
+    """Why saving ``instance`` (an existing user) ends its sockets, or "" if it does not."""
+    if instance._state.adding:
+        return ""
     # set_password() keeps the raw password in _password until the next save.
-    instance._revoke_sockets = not instance._state.adding and getattr(instance, "_password", None) is not None
+    if getattr(instance, "_password", None) is not None:
+        return "password changed"
+    if not getattr(instance, "is_active", True):
+        return "account deactivated"
+    return ""
+
+
+def _note_revocation(sender: Any, instance: Any, **kwargs: Any) -> None:
+    instance._revoke_sockets = _revocation_reason(instance)
 
 
 def _on_user_saved(sender: Any, instance: Any, **kwargs: Any) -> None:
-    if getattr(instance, "_revoke_sockets", False):
-        instance._revoke_sockets = False
+    reason = getattr(instance, "_revoke_sockets", "")
+    if reason:
+        instance._revoke_sockets = ""
         user_id = instance.pk
-        transaction.on_commit(lambda: revoke_user(user_id, "password changed"))
+        delete_user_tickets(user_id)
+        transaction.on_commit(lambda: revoke_user(user_id, reason))
+
+
+def _on_user_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
+    user_id = instance.pk
+    transaction.on_commit(lambda: revoke_user(user_id, "account deleted"))
 
 
 def connect_signals() -> None:
@@ -72,5 +101,6 @@ def connect_signals() -> None:
     user_model = get_user_model()
     user_logged_out.connect(_on_logout, dispatch_uid="ws-revoke-logout")
     post_delete.connect(_on_session_deleted, sender=Session, dispatch_uid="ws-revoke-session")
-    pre_save.connect(_note_password_change, sender=user_model, dispatch_uid="ws-revoke-password-pre")
+    pre_save.connect(_note_revocation, sender=user_model, dispatch_uid="ws-revoke-password-pre")
     post_save.connect(_on_user_saved, sender=user_model, dispatch_uid="ws-revoke-password-post")
+    post_delete.connect(_on_user_deleted, sender=user_model, dispatch_uid="ws-revoke-user-deleted")

@@ -223,10 +223,19 @@ WS_MAX_PENDING_BYTES = env_int("WS_MAX_PENDING_BYTES", 1024 * 1024, minimum=64 *
 WS_REPLAY_MAX_MESSAGES = env_int("WS_REPLAY_MAX_MESSAGES", 1000, minimum=1)
 # Topics one connection may follow at once; one more gets error too_many_subscriptions.
 WS_MAX_SUBSCRIPTIONS_PER_CONNECTION = env_int("WS_MAX_SUBSCRIPTIONS_PER_CONNECTION", 100, minimum=1)
+# Per client address (an IPv6 address counts by its /64), per process: a token bucket of
+# handshakes. More are accepted and closed with 4029 before any origin, auth or database work.
+# A rate of 0 turns the limit off. The table keeps at most this many addresses (oldest evicted).
+WS_HANDSHAKES_PER_ADDRESS_PER_SECOND = env_float("WS_HANDSHAKES_PER_ADDRESS_PER_SECOND", 20.0, minimum=0.0)
+WS_HANDSHAKE_BURST_PER_ADDRESS = env_int("WS_HANDSHAKE_BURST_PER_ADDRESS", 100, minimum=1)
+WS_HANDSHAKE_LIMIT_TRACKED_ADDRESSES = env_int("WS_HANDSHAKE_LIMIT_TRACKED_ADDRESSES", 100_000, minimum=1)
 
 # ---------------------------------------------------------------------------
 # Security behind a reverse proxy
 # ---------------------------------------------------------------------------
+# The ws launcher trusts X-Forwarded-For/-Proto/-Port (WS_PROXY_HEADERS); the origin check then
+# takes the handshake's scheme from X-Forwarded-Proto when the server (Daphne) does not set one.
+WS_PROXY_HEADERS = env_bool("WS_PROXY_HEADERS", False)
 if env_bool("DJANGO_TRUST_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 USE_X_FORWARDED_HOST = False

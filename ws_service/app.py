@@ -6,6 +6,7 @@ from channels.routing import ProtocolTypeRouter
 
 from ws_service.auth import TicketOrSessionAuthMiddleware
 from ws_service.connection_context import ConnectionContextMiddleware
+from ws_service.handshake_limit import HandshakeLimitMiddleware
 from ws_service.host import HostValidator
 from ws_service.http import health_app
 from ws_service.limits import ConnectionLimitMiddleware, MessageSizeMiddleware, RateLimitMiddleware
@@ -14,17 +15,22 @@ from ws_service.routing import websocket_router
 
 
 def build_application() -> ProtocolTypeRouter:
-    """HTTP: health only. WebSocket: host and origin checks, connection id, auth, limits, routes.
+    """HTTP: health only. WebSocket: host check, per-address handshake limit, origin check,
+    connection id, auth, limits, routes.
 
-    Limits (``ws_service/limits.py``): the per-user connection count first,
-    then per frame the size limit and the rate limit.
+    The handshake limit (``ws_service/handshake_limit.py``) refuses a flood
+    from one address before any origin, auth or database work. Limits
+    (``ws_service/limits.py``): the per-user connection count first, then per
+    frame the size limit and the rate limit.
     """
     limited = ConnectionLimitMiddleware(MessageSizeMiddleware(RateLimitMiddleware(websocket_router)))
     return ProtocolTypeRouter(
         {
             "http": health_app,
             "websocket": HostValidator(
-                OriginValidator(ConnectionContextMiddleware(TicketOrSessionAuthMiddleware(limited)))
+                HandshakeLimitMiddleware(
+                    OriginValidator(ConnectionContextMiddleware(TicketOrSessionAuthMiddleware(limited)))
+                )
             ),
         }
     )

@@ -10,11 +10,21 @@ into the current-user ContextVar for the whole life of the connection.
 An explicit ticket wins over the cookie: a bad ticket is refused even when a
 valid session cookie is present, so a client always learns that its ticket
 failed. The ws service never writes sessions, so it cannot fixate one.
+
+A ticket requested by a session is honoured only while that session still
+authenticates the ticket's user (not logged out, expired, deleted, or
+outdated by a password change), checked exactly as a session cookie is.
+
+Credentials that cannot be valid cost nothing: a session key that is not 32
+characters of ``[a-z0-9]`` (what Django's ``SessionBase`` generates) and a
+ticket that is not 43 characters of base64url are dropped before the thread
+hop, so junk handshakes make no query and never queue on the ORM thread.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from importlib import import_module
 from typing import Any, cast
@@ -30,13 +40,16 @@ from django.http.cookie import parse_cookie
 from django.utils.crypto import constant_time_compare
 
 from shared.current_user import UserLike, use_current_user
-from shared.tickets import redeem_ticket
+from shared.tickets import redeem_ticket, well_formed_ticket
 from shared.topics import session_group
 from ws_service.asgi_types import ASGIApp, Receive, Scope, Send, header
 
 logger = logging.getLogger("ws.auth")
 
 TICKET_PARAMETER = "ticket"
+# Keys made by django.contrib.sessions.backends.base.SessionBase._get_new_session_key
+# (every server-side engine): 32 characters of VALID_KEY_CHARS.
+SESSION_KEY_FORMAT = re.compile(r"[a-z0-9]{32}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +72,25 @@ def credentials_from_scope(scope: Scope) -> Credentials:
     )
 
 
+def well_formed_session_key(session_key: str) -> bool:
+    """Whether ``session_key`` could have been made by Django's session store."""
+    return SESSION_KEY_FORMAT.fullmatch(session_key) is not None
+
+
+def plausible(credentials: Credentials) -> Credentials:
+    """``credentials`` without the parts that cannot be valid (so they cost no query).
+
+    A malformed ticket stays refused: it becomes the empty ticket, which still
+    wins over the cookie and resolves to anonymous.
+    """
+    ticket = credentials.ticket
+    session_key = credentials.session_key
+    return Credentials(
+        ticket=None if ticket is None else (ticket if well_formed_ticket(ticket) else ""),
+        session_key=session_key if session_key is not None and well_formed_session_key(session_key) else None,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Resolution:
     """The authenticated user and the session group that can revoke the connection."""
@@ -74,6 +106,12 @@ def _from_ticket(ticket: str) -> Resolution:
     redeemed = redeem_ticket(ticket)
     if redeemed is None:
         return _ANONYMOUS
+    if redeemed.session_key:
+        # The requesting session must still prove this user (logout, expiry, password change).
+        user = _session_user(_load_session(redeemed.session_key))
+        if user is None or user.pk != redeemed.user_id:
+            return _ANONYMOUS
+        return Resolution(user, redeemed.session_group)
     user_model = auth.get_user_model()
     user = user_model._default_manager.filter(pk=redeemed.user_id).first()
     if user is None or not getattr(user, "is_active", True):
@@ -110,9 +148,14 @@ def _session_user(data: dict[str, Any]) -> UserLike | None:
     return None
 
 
+def _load_session(session_key: str) -> dict[str, Any]:
+    """The session's data; empty when it does not exist or has expired (read-only)."""
+    data: dict[str, Any] = import_module(settings.SESSION_ENGINE).SessionStore(session_key).load()
+    return data
+
+
 def _from_session(session_key: str) -> Resolution:
-    data = import_module(settings.SESSION_ENGINE).SessionStore(session_key).load()
-    user = _session_user(data)
+    user = _session_user(_load_session(session_key))
     if user is None:
         return _ANONYMOUS
     return Resolution(user, session_group(session_key))
@@ -127,7 +170,13 @@ def _resolve(credentials: Credentials) -> Resolution:
 
 
 async def resolve(credentials: Credentials) -> Resolution:
-    """Who the credentials prove, or anonymous (one thread hop)."""
+    """Who the credentials prove, or anonymous.
+
+    One thread hop when a credential is well formed; none (and no query) otherwise.
+    """
+    credentials = plausible(credentials)
+    if credentials.ticket == "" or credentials == Credentials(None, None):
+        return _ANONYMOUS
     resolution: Resolution = await database_sync_to_async(_resolve)(credentials)
     return resolution
 

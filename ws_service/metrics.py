@@ -42,6 +42,7 @@ OUTCOME_UNAUTHENTICATED: Final = "unauthenticated"  # closed 4401
 OUTCOME_ORIGIN_REFUSED: Final = "origin_refused"  # HTTP 403
 OUTCOME_HOST_REFUSED: Final = "host_refused"  # HTTP 403
 OUTCOME_TOO_MANY_CONNECTIONS: Final = "too_many_connections"  # closed 4429
+OUTCOME_TOO_MANY_HANDSHAKES: Final = "too_many_handshakes"  # closed 4029 (per-address handshake rate)
 OUTCOME_RATE_LIMITED: Final = "rate_limited"  # closed 1008 (sustained flooding)
 OUTCOME_SLOW_CONSUMER: Final = "slow_consumer"  # aborted, 4408: unsent output over WS_MAX_PENDING_BYTES
 OUTCOME_UNAVAILABLE: Final = "unavailable"  # closed 4013: database or channel layer down
@@ -53,6 +54,7 @@ OUTCOMES: Final = (
     OUTCOME_ORIGIN_REFUSED,
     OUTCOME_HOST_REFUSED,
     OUTCOME_TOO_MANY_CONNECTIONS,
+    OUTCOME_TOO_MANY_HANDSHAKES,
     OUTCOME_RATE_LIMITED,
     OUTCOME_SLOW_CONSUMER,
     OUTCOME_UNAVAILABLE,

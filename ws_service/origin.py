@@ -1,62 +1,109 @@
-"""Cross-site WebSocket hijacking protection: validate the handshake's Origin."""
+"""Cross-site WebSocket hijacking protection: validate the handshake's Origin.
+
+An origin is trusted only when its scheme, host and port are exactly those of
+
+* the handshake's own origin: the ``Host`` header with the scheme the client
+  used (``ws`` → ``http``, ``wss`` → ``https``), or
+* an entry of ``CSRF_TRUSTED_ORIGINS``, where ``scheme://*.example.com``
+  also covers ``example.com`` and every subdomain, as Django's CSRF check does.
+
+Default ports compare equal whether written or not (``http://a`` is
+``http://a:80``). ``ALLOWED_HOSTS`` plays no part: it says which hosts this
+server answers for, not which pages may open sockets with the user's cookie,
+so ``*`` there never trusts every origin.
+
+The scheme is ``scope["scheme"]`` when the server sets it (Uvicorn does, from
+``X-Forwarded-Proto`` when ``WS_PROXY_HEADERS`` is on). Daphne never puts a
+scheme in a WebSocket scope, so with ``WS_PROXY_HEADERS`` on the forwarded
+proto is read here; without it the scheme is ``ws``.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.http.request import validate_host
 
 from ws_service import metrics
 from ws_service.asgi_types import ASGIApp, Receive, Scope, Send, deny_handshake, header
 
 logger = logging.getLogger("ws.origin")
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+# The http(s) scheme of a page for each WebSocket (or forwarded) scheme.
+PAGE_SCHEMES = {"ws": "http", "wss": "https", "http": "http", "https": "https"}
 
-def _normalise(origin: str) -> tuple[str, str, str] | None:
-    """``(scheme, host, "scheme://netloc")`` of a usable origin, else ``None``."""
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """A web origin with its port made explicit."""
+
+    scheme: str
+    host: str
+    port: int
+
+
+def parse_origin(value: str | None) -> Origin | None:
+    """The origin in ``value`` (``scheme://host[:port]``), or ``None`` if it is not an http(s) origin.
+
+    ``null``, opaque schemes, user info, paths, queries and fragments are not origins.
+    """
+    if not value:
+        return None
     try:
-        parts = urlsplit(origin.strip().lower())
-        hostname = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
+        parts = urlsplit(value.strip().lower())
+        port = parts.port
     except ValueError:
         return None
-    if parts.scheme not in ("http", "https") or not hostname:
+    hostname = parts.hostname
+    if parts.scheme not in DEFAULT_PORTS or not hostname or "@" in parts.netloc:
         return None
-    host = f"[{hostname}]" if ":" in hostname else hostname
-    return parts.scheme, host, f"{parts.scheme}://{parts.netloc}"
+    if parts.path or parts.query or parts.fragment:
+        return None
+    return Origin(parts.scheme, hostname, port if port is not None else DEFAULT_PORTS[parts.scheme])
 
 
-def _trusted(scheme: str, netloc_origin: str, trusted_origins: Sequence[str]) -> bool:
-    """Exact match, or Django's ``scheme://*.example.com`` subdomain wildcard."""
-    for trusted in trusted_origins:
-        trusted = trusted.lower()
-        if trusted == netloc_origin:
-            return True
-        prefix = f"{scheme}://*."
-        if trusted.startswith(prefix):
-            suffix = trusted[len(prefix) - 1 :]  # ".example.com[:port]"
-            if netloc_origin.endswith(suffix):
-                return True
-    return False
+def _matches_trusted(origin: Origin, trusted: str) -> bool:
+    """``origin`` equals ``trusted``, or falls under its ``scheme://*.domain`` wildcard."""
+    wildcard = "://*." in trusted
+    pattern = parse_origin(trusted.replace("://*.", "://", 1) if wildcard else trusted)
+    if pattern is None or (pattern.scheme, pattern.port) != (origin.scheme, origin.port):
+        return False
+    if wildcard:
+        return origin.host == pattern.host or origin.host.endswith("." + pattern.host)
+    return origin.host == pattern.host
 
 
-def origin_allowed(origin: str | None, allowed_hosts: Sequence[str], trusted_origins: Sequence[str]) -> bool:
+def request_scheme(scope: Scope, *, trust_forwarded_proto: bool) -> str:
+    """The page scheme (``http``/``https``) matching how the client reached this server."""
+    scheme = scope.get("scheme")
+    if scheme is None and trust_forwarded_proto:
+        forwarded = header(scope, b"x-forwarded-proto")
+        scheme = forwarded.split(",")[0].strip().lower() if forwarded else None
+    return PAGE_SCHEMES.get(str(scheme or "ws").lower(), "http")
+
+
+def own_origin(scope: Scope, *, trust_forwarded_proto: bool) -> Origin | None:
+    """The handshake's own origin: its ``Host`` header with the request scheme."""
+    host = header(scope, b"host")
+    if host is None:
+        return None
+    return parse_origin(f"{request_scheme(scope, trust_forwarded_proto=trust_forwarded_proto)}://{host}")
+
+
+def origin_allowed(origin: str | None, own: Origin | None, trusted_origins: Sequence[str]) -> bool:
     """Whether a handshake from ``origin`` may proceed.
 
     Missing and ``null`` origins are refused (browsers always send one; a
-    sandboxed or ``file:`` page sends ``null``). An origin is allowed when it
-    is in CSRF_TRUSTED_ORIGINS or its host is in ALLOWED_HOSTS.
+    sandboxed or ``file:`` page sends ``null``).
     """
-    if origin is None or origin.strip().lower() == "null":
-        return False
-    parsed = _normalise(origin)
+    parsed = parse_origin(origin)
     if parsed is None:
         return False
-    scheme, host, netloc_origin = parsed
-    return _trusted(scheme, netloc_origin, trusted_origins) or validate_host(host, list(allowed_hosts))
+    return parsed == own or any(_matches_trusted(parsed, trusted.lower()) for trusted in trusted_origins)
 
 
 class OriginValidator:
@@ -70,9 +117,10 @@ class OriginValidator:
             await self.inner(scope, receive, send)
             return
         origin = header(scope, b"origin")
-        if origin_allowed(origin, settings.ALLOWED_HOSTS, settings.CSRF_TRUSTED_ORIGINS):
+        own = own_origin(scope, trust_forwarded_proto=settings.WS_PROXY_HEADERS)
+        if origin_allowed(origin, own, settings.CSRF_TRUSTED_ORIGINS):
             await self.inner(scope, receive, send)
             return
-        logger.warning("refused WebSocket handshake: origin %r not allowed", origin)
+        logger.warning("refused WebSocket handshake: origin %r is neither this server's nor trusted", origin)
         metrics.handshake_decided(scope, metrics.OUTCOME_ORIGIN_REFUSED)
         await deny_handshake(receive, send)

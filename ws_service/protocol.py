@@ -25,6 +25,8 @@ CLOSE_TOO_MANY_CONNECTIONS = 4429
 # More unsent output than WS_MAX_PENDING_BYTES (a client that does not read): the server
 # aborts the socket (the client sees 1006); the application's disconnect carries this code.
 CLOSE_SLOW_CONSUMER = 4408
+# Over the per-address handshake rate (WS_HANDSHAKES_PER_ADDRESS_PER_SECOND): back off, retry.
+CLOSE_TOO_MANY_HANDSHAKES = 4029
 # RFC 6455 codes for abuse (sustained flooding) and an oversize message.
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_MESSAGE_TOO_BIG = 1009

@@ -48,14 +48,39 @@ expect.set_options(timeout=WAIT_MS)
 
 
 @pytest.fixture(scope="module")
-def demo_web(
-    service_env: dict[str, str], django_db_setup: None, logs_dir: Path, ws_server: DaphneServer
-) -> Iterator[DaphneServer]:
-    """The web service, telling the page where the ws service is."""
-    server = DaphneServer.web({**service_env, "WS_PUBLIC_URL": f"{ws_server.ws_url}/ws/"}, logs_dir / "demo-web.log")
-    server.start()
-    yield server
-    server.stop()
+def demo_servers(
+    service_env: dict[str, str], django_db_setup: None, logs_dir: Path, ws_server_kind: str
+) -> Iterator[tuple[DaphneServer, DaphneServer]]:
+    """The web service, telling the page where the ws service is, and that ws service.
+
+    The page (the web service's origin) opens a cross-origin socket, so the ws
+    service lists that origin in DJANGO_CSRF_TRUSTED_ORIGINS, as a deployment
+    with separate web and ws hosts must.
+    """
+    ws = DaphneServer.ws({**service_env, "WS_SERVER": ws_server_kind}, logs_dir / f"demo-ws-{ws_server_kind}.log")
+    web = DaphneServer.web({**service_env, "WS_PUBLIC_URL": f"{ws.ws_url}/ws/"}, logs_dir / "demo-web.log")
+    trusted = [service_env.get("DJANGO_CSRF_TRUSTED_ORIGINS", ""), web.http_url]
+    ws.env["DJANGO_CSRF_TRUSTED_ORIGINS"] = ",".join(origin for origin in trusted if origin)
+    ws.start()
+    try:
+        web.start()
+        try:
+            yield web, ws
+        finally:
+            web.stop()
+    finally:
+        ws.stop()
+
+
+@pytest.fixture(scope="module")
+def demo_web(demo_servers: tuple[DaphneServer, DaphneServer]) -> DaphneServer:
+    return demo_servers[0]
+
+
+@pytest.fixture(scope="module")
+def ws_server(demo_servers: tuple[DaphneServer, DaphneServer]) -> DaphneServer:
+    """This module's ws service (it trusts the demo page's origin)."""
+    return demo_servers[1]
 
 
 @pytest.fixture

@@ -87,7 +87,7 @@ async def test_js_client_node_tests_pass_against_the_live_services(
         os.environ,
         WS_URL=f"{ws_server.ws_url}/ws/",
         WEB_URL=web_server.http_url,
-        WS_ORIGIN="http://127.0.0.1",
+        WS_ORIGIN=ws_server.http_url,
         CAPPED_WS_URL=f"{capped_ws_server.ws_url}/ws/",
         REPLAY_MAX_MESSAGES=str(CAPPED_REPLAY_MESSAGES),
         TEST_USERS=json.dumps([{"username": name, "password": PASSWORD} for name in names]),

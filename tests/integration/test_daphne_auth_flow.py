@@ -7,7 +7,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.support.live import fetch_ticket, login, open_ws, recv_json, send_json, session_cookie
+from tests.support.live import SAME_ORIGIN, fetch_ticket, login, open_ws, recv_json, send_json, session_cookie
 from tests.support.servers import DaphneServer
 from tests.support.users import PASSWORD, make_user
 from ws_service.protocol import CLOSE_UNAUTHENTICATED
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 async def _closed_code(
-    ws_url: str, *, cookie: str | None = None, ticket: str | None = None, origin: str = "http://127.0.0.1"
+    ws_url: str, *, cookie: str | None = None, ticket: str | None = None, origin: str = SAME_ORIGIN
 ) -> int:
     ws = await open_ws(ws_url, cookie=cookie, ticket=ticket, origin=origin)
     with pytest.raises(ConnectionClosed) as closed:
@@ -65,7 +65,7 @@ async def test_bad_origins_get_403_at_the_handshake(ws_server: DaphneServer, ori
 
 
 async def test_allowed_origin_reaches_authentication(ws_server: DaphneServer) -> None:
-    assert await _closed_code(ws_server.ws_url, origin="http://localhost:8000") == CLOSE_UNAUTHENTICATED
+    assert await _closed_code(ws_server.ws_url, origin="http://trusted.example:8443") == CLOSE_UNAUTHENTICATED
 
 
 async def test_logout_through_the_web_service_ends_the_session_for_new_sockets(

@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import User
+from django.test import Client
 from django.utils import timezone
 
 from shared.models import WsTicket
-from shared.tickets import issue_ticket, redeem_ticket
-from tests.support.users import make_user
+from shared.tickets import issue_ticket, redeem_ticket, well_formed_ticket
+from tests.support.users import make_user, session_key_for
 
 pytestmark = pytest.mark.django_db
 
@@ -50,4 +52,56 @@ def test_issuing_purges_expired_tickets() -> None:
     issue_ticket(alice)
     WsTicket.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
     issue_ticket(alice)
+    assert WsTicket.objects.count() == 1
+
+
+def test_issued_tickets_are_well_formed_and_junk_is_not() -> None:
+    ticket, _ = issue_ticket(make_user("alice"))
+    assert well_formed_ticket(ticket)
+    for junk in ["", "x", "A" * 42, "A" * 44, "A" * 42 + "+", "A" * 42 + "="]:
+        assert not well_formed_ticket(junk)
+
+
+def test_a_ticket_remembers_its_session() -> None:
+    alice = make_user("alice")
+    key = session_key_for(alice)
+    ticket, _ = issue_ticket(alice, key)
+    redeemed = redeem_ticket(ticket)
+    assert redeemed is not None
+    assert redeemed.session_key == key
+
+
+def _logged_in_client_with_ticket(username: str) -> Client:
+    client = Client()
+    client.force_login(make_user(username))
+    assert client.post("/api/ws-ticket").status_code == 200
+    return client
+
+
+def test_logout_deletes_the_sessions_outstanding_tickets() -> None:
+    alice = _logged_in_client_with_ticket("alice")
+    _logged_in_client_with_ticket("bob")
+    assert WsTicket.objects.count() == 2
+    alice.post("/accounts/logout/")
+    assert list(WsTicket.objects.values_list("user__username", flat=True)) == ["bob"]
+
+
+@pytest.mark.parametrize("change", ["password", "deactivate"])
+def test_password_change_and_deactivation_delete_the_users_tickets(change: str) -> None:
+    _logged_in_client_with_ticket("alice")
+    _logged_in_client_with_ticket("bob")
+    alice = User.objects.get(username="alice")
+    if change == "password":
+        alice.set_password("a-new-password-9876")
+    else:
+        alice.is_active = False
+    alice.save()
+    assert list(WsTicket.objects.values_list("user__username", flat=True)) == ["bob"]
+
+
+def test_other_saves_keep_the_users_tickets() -> None:
+    _logged_in_client_with_ticket("alice")
+    alice = User.objects.get(username="alice")
+    alice.first_name = "Alice"
+    alice.save()
     assert WsTicket.objects.count() == 1

@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
@@ -13,6 +14,15 @@ from websockets.asyncio.client import ClientConnection, connect
 from tests.support.protocol_schema import validate_frame
 
 CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+# open_ws's default: the page origin of the ws URL itself (ws://h:p -> http://h:p), which the
+# ws service trusts as its own origin.
+SAME_ORIGIN = "same-origin"
+
+
+def page_origin(ws_url: str) -> str:
+    """The http(s) origin of a ws(s) URL: what a page served by the same server sends."""
+    parts = urlsplit(ws_url)
+    return f"{ {'ws': 'http', 'wss': 'https'}[parts.scheme] }://{parts.netloc}"
 
 
 async def login(web_url: str, username: str, password: str) -> httpx.AsyncClient:
@@ -51,15 +61,17 @@ async def open_ws(
     *,
     cookie: str | None = None,
     ticket: str | None = None,
-    origin: str | None = "http://127.0.0.1",
+    origin: str | None = SAME_ORIGIN,
     open_timeout: float = 10,
+    headers: dict[str, str] | None = None,
 ) -> ClientConnection:
+    """A WebSocket to ``ws_url``/ws/; ``origin`` ``None`` sends no Origin header."""
     uri = f"{ws_url}/ws/" + (f"?ticket={ticket}" if ticket else "")
-    headers = {"Cookie": cookie} if cookie else {}
+    extra = dict(headers or {}) | ({"Cookie": cookie} if cookie else {})
     return await connect(
         uri,
-        origin=origin,  # type: ignore[arg-type]
-        additional_headers=headers,
+        origin=page_origin(ws_url) if origin == SAME_ORIGIN else origin,  # type: ignore[arg-type]
+        additional_headers=extra,
         open_timeout=open_timeout,
         ping_interval=None,
         max_queue=None,

@@ -5,15 +5,18 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from django.contrib.auth.models import User
+from django.contrib.sessions.models import Session
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from shared.models import WsTicket
 from shared.tickets import issue_ticket
 from tests.support.communicators import receive_message, ws_communicator
 from tests.support.users import make_user, session_key_for
-from ws_service.auth import Credentials, credentials_from_scope
+from ws_service.auth import Credentials, Resolution, credentials_from_scope, plausible, resolve
 from ws_service.protocol import CLOSE_UNAUTHENTICATED
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -107,3 +110,67 @@ def test_credentials_are_read_from_query_and_cookie() -> None:
     }
     assert credentials_from_scope(scope) == Credentials(ticket="abc", session_key="key123")
     assert credentials_from_scope({"query_string": b"", "headers": []}) == Credentials(None, None)
+
+
+# -- junk credentials cost no query (issue #11 F8) -------------------------------------------
+
+JUNK_SESSION_KEYS = ["not-a-session", "x" * 33, "A" * 32, "../../etc/passwd", "abc", "0" * 31, "é" * 32]
+JUNK_TICKETS = ["forged", "A" * 42, "A" * 44, "a" * 5000, "A" * 42 + "=", "A" * 42 + "/"]
+
+
+def _queries_to_resolve(credentials: Credentials) -> tuple[int, Resolution]:
+    """Queries made on this thread while resolving (the ORM hop runs here under async_to_sync)."""
+    with CaptureQueriesContext(connection) as queries:
+        resolution = async_to_sync(resolve)(credentials)
+    return len(queries), resolution
+
+
+@pytest.mark.parametrize("session_key", JUNK_SESSION_KEYS)
+def test_a_malformed_session_key_costs_no_query(session_key: str) -> None:
+    count, resolution = _queries_to_resolve(Credentials(ticket=None, session_key=session_key))
+    assert (count, resolution.user.is_authenticated) == (0, False)
+
+
+@pytest.mark.parametrize("ticket", JUNK_TICKETS)
+def test_a_malformed_ticket_costs_no_query_even_beside_a_valid_cookie(ticket: str) -> None:
+    key = session_key_for(make_user("alice"))
+    count, resolution = _queries_to_resolve(Credentials(ticket=ticket, session_key=key))
+    assert (count, resolution.user.is_authenticated) == (0, False)
+
+
+def test_well_formed_credentials_are_looked_up() -> None:
+    """The counting sees the ORM hop: well-formed but unknown credentials do cost queries."""
+    assert _queries_to_resolve(Credentials(ticket=None, session_key="a" * 32))[0] >= 1
+    assert _queries_to_resolve(Credentials(ticket="A" * 43, session_key=None))[0] >= 1
+    alice = make_user("alice")
+    count, resolution = _queries_to_resolve(Credentials(ticket=None, session_key=session_key_for(alice)))
+    assert count >= 1
+    assert resolution.user.pk == alice.pk
+
+
+def test_only_djangos_session_key_shape_is_plausible() -> None:
+    assert plausible(Credentials(None, "abcdefghijklmnopqrstuvwxyz012345")).session_key is not None
+    assert plausible(Credentials(None, "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345")).session_key is None
+    assert plausible(Credentials("A" * 43, None)).ticket == "A" * 43
+    assert plausible(Credentials("forged", None)).ticket == ""
+
+
+async def test_ticket_of_a_logged_out_session_closes_4401() -> None:
+    _, key = await _user_and_session("alice")
+    ticket, _ = await sync_to_async(issue_ticket)(await User.objects.aget(username="alice"), key)
+    await Session.objects.filter(session_key=key).adelete()
+    assert await _closed_with(ticket=ticket) == CLOSE_UNAUTHENTICATED
+
+
+async def test_ticket_of_a_live_session_authenticates() -> None:
+    alice, key = await _user_and_session("alice")
+    ticket, _ = await sync_to_async(issue_ticket)(alice, key)
+    assert await _welcome_user(ticket=ticket) == {"id": alice.pk, "username": "alice"}
+
+
+async def test_ticket_of_another_users_session_is_refused() -> None:
+    """A ticket row naming one user and another user's session authenticates nobody."""
+    alice = await sync_to_async(make_user)("alice")
+    _, bobs_key = await _user_and_session("bob")
+    ticket, _ = await sync_to_async(issue_ticket)(alice, bobs_key)
+    assert await _closed_with(ticket=ticket) == CLOSE_UNAUTHENTICATED

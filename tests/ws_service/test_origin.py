@@ -1,15 +1,18 @@
-"""Origin validation at the WebSocket handshake."""
+"""Origin validation at the WebSocket handshake: scheme, host and port must match exactly."""
 
 from __future__ import annotations
 
 import pytest
+from asgiref.sync import sync_to_async
+from django.test import override_settings
 
 from tests.support.communicators import receive_message, ws_communicator
 from tests.support.users import make_user, session_key_for
-from ws_service.origin import origin_allowed
+from ws_service.origin import Origin, origin_allowed, own_origin, parse_origin
 
-ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]", ".example.org"]
-TRUSTED = ["https://app.example.com", "https://*.trusted.example"]
+TRUSTED = ["https://app.example.com", "https://*.trusted.example", "http://*.dev.example:8080"]
+# The handshake's own origin in the rule table: Host localhost:8000 over plain ws.
+OWN = Origin("http", "localhost", 8000)
 
 
 @pytest.mark.parametrize(
@@ -20,39 +23,105 @@ TRUSTED = ["https://app.example.com", "https://*.trusted.example"]
         ("NULL", False),
         ("", False),
         ("https://evil.example", False),
-        ("http://localhost.evil.example", False),
+        ("http://localhost.evil.example:8000", False),
         ("file://", False),
         ("chrome-extension://abc", False),
-        ("http://localhost:8000", True),
-        ("http://127.0.0.1", True),
-        ("http://[::1]:8000", True),
-        ("https://sub.example.org", True),
-        ("https://app.example.com", True),
-        ("http://app.example.com", False),  # scheme differs from the trusted origin
-        ("https://a.trusted.example", True),
-        ("https://trusted.example.evil", False),
         ("http://localhost:notaport", False),
+        # the handshake's own origin, and near misses (issue #11, F5)
+        ("http://localhost:8000", True),
+        ("HTTP://LOCALHOST:8000", True),
+        ("http://localhost:9", False),
+        ("http://localhost", False),
+        ("https://localhost:8000", False),
+        ("http://127.0.0.1:8000", False),
+        ("http://web", False),
+        ("http://user@localhost:8000", False),
+        ("http://localhost:8000/path", False),
+        # CSRF_TRUSTED_ORIGINS: exact, with default ports equal whether written or not
+        ("https://app.example.com", True),
+        ("https://app.example.com:443", True),
+        ("https://app.example.com:8443", False),
+        ("http://app.example.com", False),
+        ("https://sub.app.example.com", False),
+        # Django's scheme://*.domain wildcard: the domain and its subdomains, same scheme and port
+        ("https://a.trusted.example", True),
+        ("https://a.b.trusted.example", True),
+        ("https://trusted.example", True),
+        ("http://a.trusted.example", False),
+        ("https://a.trusted.example:8443", False),
+        ("https://trusted.example.evil", False),
+        ("https://eviltrusted.example", False),
+        ("http://x.dev.example:8080", True),
+        ("http://x.dev.example", False),
     ],
 )
 def test_origin_rules(origin: str | None, allowed: bool) -> None:
-    assert origin_allowed(origin, ALLOWED_HOSTS, TRUSTED) is allowed
+    assert origin_allowed(origin, OWN, TRUSTED) is allowed
 
 
-@pytest.mark.parametrize("origin", [None, "null", "https://evil.example"])
+@pytest.mark.parametrize(
+    ("scope", "expected"),
+    [
+        ({"headers": [(b"host", b"localhost:8000")]}, Origin("http", "localhost", 8000)),
+        ({"headers": [(b"host", b"example.com")], "scheme": "wss"}, Origin("https", "example.com", 443)),
+        ({"headers": [(b"host", b"example.com")], "scheme": "ws"}, Origin("http", "example.com", 80)),
+        ({"headers": [(b"host", b"[::1]:8001")]}, Origin("http", "::1", 8001)),
+        ({"headers": []}, None),
+    ],
+)
+def test_own_origin_is_the_host_with_the_request_scheme(scope: dict[str, object], expected: Origin | None) -> None:
+    assert own_origin(scope, trust_forwarded_proto=False) == expected
+
+
+def test_forwarded_proto_counts_only_when_proxy_headers_are_trusted_and_the_server_set_no_scheme() -> None:
+    daphne_scope = {"headers": [(b"host", b"example.com"), (b"x-forwarded-proto", b"https")]}
+    assert own_origin(daphne_scope, trust_forwarded_proto=True) == Origin("https", "example.com", 443)
+    assert own_origin(daphne_scope, trust_forwarded_proto=False) == Origin("http", "example.com", 80)
+    # Uvicorn already applied (or ignored) the header: its scope scheme wins.
+    uvicorn_scope = {**daphne_scope, "scheme": "ws"}
+    assert own_origin(uvicorn_scope, trust_forwarded_proto=True) == Origin("http", "example.com", 80)
+
+
+def test_parse_origin_makes_default_ports_explicit() -> None:
+    assert parse_origin("http://a.example") == parse_origin("http://a.example:80") == Origin("http", "a.example", 80)
+    assert parse_origin("https://a.example") == Origin("https", "a.example", 443)
+
+
+@pytest.mark.parametrize(
+    "origin", [None, "null", "https://evil.example", "http://localhost:9", "https://localhost:8000"]
+)
 async def test_refused_origins_never_reach_the_consumer(origin: str | None) -> None:
     communicator = ws_communicator(origin=origin)
     connected, _ = await communicator.connect()
     assert connected is False
 
 
+async def _session_key() -> str:
+    return await sync_to_async(lambda: session_key_for(make_user("alice")))()
+
+
+async def _welcomed(origin: str, key: str) -> bool:
+    communicator = ws_communicator(origin=origin, session_key=key)
+    connected, _ = await communicator.connect()
+    if not connected:
+        return False
+    welcomed: bool = (await receive_message(communicator))["type"] == "welcome"
+    await communicator.disconnect()
+    return welcomed
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("origin", ["http://localhost:8000", "http://trusted.example:8443"])
 async def test_allowed_origins_connect(origin: str) -> None:
-    from asgiref.sync import sync_to_async
+    assert await _welcomed(origin, await _session_key())
 
-    key = await sync_to_async(lambda: session_key_for(make_user("alice")))()
-    communicator = ws_communicator(origin=origin, session_key=key)
-    connected, _ = await communicator.connect()
-    assert connected
-    assert (await receive_message(communicator))["type"] == "welcome"
-    await communicator.disconnect()
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "origin", ["http://localhost:9", "https://localhost:8000", "http://web", "https://evil.example"]
+)
+async def test_a_wildcard_allowed_hosts_trusts_no_foreign_origin(origin: str) -> None:
+    key = await _session_key()
+    with override_settings(ALLOWED_HOSTS=["*"]):
+        assert not await _welcomed(origin, key)
+        assert await _welcomed("http://localhost:8000", key)

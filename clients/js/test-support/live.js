@@ -5,12 +5,19 @@
 //   WS_URL      the ws service's endpoint, e.g. ws://127.0.0.1:8001/ws/
 //   WEB_URL     the web service's base URL, e.g. http://127.0.0.1:8000
 //   TEST_USERS  JSON list of at least two existing users: [{"username": "...", "password": "..."}, ...]
-//   WS_ORIGIN   the Origin header to send (default http://127.0.0.1; its host must be allowed)
+//   WS_ORIGIN   the Origin header to send (default: the http(s) origin of WS_URL, which the ws
+//               service trusts as its own; any other must be in DJANGO_CSRF_TRUSTED_ORIGINS)
 //   CAPPED_WS_URL, REPLAY_MAX_MESSAGES  a second ws service whose WS_REPLAY_MAX_MESSAGES is that
 //               (small) number, for the replay-continuation test
 
 import net from "node:net";
 import { WebSocket } from "ws";
+
+/** The http(s) origin of a ws(s) URL: what a page served by the same server sends. */
+export function pageOrigin(wsUrl) {
+  const url = new URL(wsUrl);
+  return `${url.protocol === "wss:" ? "https:" : "http:"}//${url.host}`;
+}
 
 export function liveEnv() {
   const missing = ["WS_URL", "WEB_URL", "TEST_USERS"].filter((name) => !process.env[name]);
@@ -24,7 +31,7 @@ export function liveEnv() {
   return {
     wsUrl: process.env.WS_URL,
     webUrl: process.env.WEB_URL.replace(/\/$/, ""),
-    origin: process.env.WS_ORIGIN ?? "http://127.0.0.1",
+    origin: process.env.WS_ORIGIN ?? pageOrigin(process.env.WS_URL),
     cappedWsUrl: process.env.CAPPED_WS_URL,
     replayMaxMessages: Number(process.env.REPLAY_MAX_MESSAGES),
     users,

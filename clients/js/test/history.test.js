@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import test from "node:test";
 
 import { WsClient } from "../src/ws-client.js";
-import { browserLikeSocket, liveEnv, login, uniqueRoom, until } from "../test-support/live.js";
+import { browserLikeSocket, liveEnv, login, pageOrigin, uniqueRoom, until } from "../test-support/live.js";
 
 const env = liveEnv();
 
@@ -14,7 +14,7 @@ async function connected(t, user, url) {
   const session = await login(env, user);
   const client = new WsClient({
     url,
-    WebSocketImpl: browserLikeSocket({ origin: env.origin, cookie: session.cookie }),
+    WebSocketImpl: browserLikeSocket({ origin: pageOrigin(url), cookie: session.cookie }),
     backoff: { baseMs: 50, capMs: 500 },
     requestTimeoutMs: 5000,
   });

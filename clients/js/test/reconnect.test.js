@@ -4,12 +4,14 @@
 // which is what a network outage or a crashed proxy looks like to a client.
 // The server behind it is the real one; nothing about it is simulated.
 // Environment: see ../test-support/live.js (WS_URL, WEB_URL, TEST_USERS).
+// Sockets through the relay send the relay's own origin: the relay passes the
+// Host header through unchanged, and the server trusts only exact origins.
 
 import assert from "node:assert/strict";
 import test from "node:test";
 
 import { WsClient } from "../src/ws-client.js";
-import { Outage, browserLikeSocket, liveEnv, login, uniqueRoom, until } from "../test-support/live.js";
+import { Outage, browserLikeSocket, liveEnv, login, pageOrigin, uniqueRoom, until } from "../test-support/live.js";
 
 const env = liveEnv();
 
@@ -32,7 +34,7 @@ test("after an outage the client reconnects with backoff, a new ticket, and sinc
   const backoff = { baseMs: 50, capMs: 400 };
   const a = new WsClient({
     url: relay.url,
-    WebSocketImpl: browserLikeSocket({ origin: env.origin, sent }),
+    WebSocketImpl: browserLikeSocket({ origin: pageOrigin(relay.url), sent }),
     ticketProvider: async () => {
       const ticket = await alice.ticket();
       tickets.push(ticket);
@@ -108,7 +110,7 @@ test("retry delays follow the backoff exactly with a fixed random(), and reset a
   const retries = [];
   const a = new WsClient({
     url: relay.url,
-    WebSocketImpl: browserLikeSocket({ origin: env.origin, cookie: alice.cookie, created }),
+    WebSocketImpl: browserLikeSocket({ origin: pageOrigin(relay.url), cookie: alice.cookie, created }),
     backoff: { baseMs: 40, capMs: 300 },
     random: () => 0.5,
   });
@@ -149,7 +151,7 @@ test("close() while waiting to retry stops for good", { timeout: 30000 }, async 
   const created = [];
   const a = new WsClient({
     url: relay.url,
-    WebSocketImpl: browserLikeSocket({ origin: env.origin, cookie: alice.cookie, created }),
+    WebSocketImpl: browserLikeSocket({ origin: pageOrigin(relay.url), cookie: alice.cookie, created }),
     backoff: { baseMs: 20, capMs: 40 },
   });
   const welcome = a.waitFor("welcome");
