@@ -233,9 +233,6 @@ WS_HANDSHAKE_LIMIT_TRACKED_ADDRESSES = env_int("WS_HANDSHAKE_LIMIT_TRACKED_ADDRE
 # ---------------------------------------------------------------------------
 # Security behind a reverse proxy
 # ---------------------------------------------------------------------------
-# The ws launcher trusts X-Forwarded-For/-Proto/-Port (WS_PROXY_HEADERS); the origin check then
-# takes the handshake's scheme from X-Forwarded-Proto when the server (Daphne) does not set one.
-WS_PROXY_HEADERS = env_bool("WS_PROXY_HEADERS", False)
 if env_bool("DJANGO_TRUST_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 USE_X_FORWARDED_HOST = False

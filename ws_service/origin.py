@@ -12,10 +12,11 @@ Default ports compare equal whether written or not (``http://a`` is
 server answers for, not which pages may open sockets with the user's cookie,
 so ``*`` there never trusts every origin.
 
-The scheme is ``scope["scheme"]`` when the server sets it (Uvicorn does, from
-``X-Forwarded-Proto`` when ``WS_PROXY_HEADERS`` is on). Daphne never puts a
-scheme in a WebSocket scope, so with ``WS_PROXY_HEADERS`` on the forwarded
-proto is read here; without it the scheme is ``ws``.
+The scheme is ``scope["scheme"]``. Behind the proxy (``WS_PROXY_HEADERS``)
+the launcher's trusted-proxy middleware sets it from ``X-Forwarded-Proto`` on
+both servers, and only for peers in ``FORWARDED_ALLOW_IPS``
+(:mod:`shared.forwarded`); the header itself is never read here, so no other
+peer can choose the scheme. Without a scheme (Daphne, directly) it is ``ws``.
 """
 
 from __future__ import annotations
@@ -77,21 +78,18 @@ def _matches_trusted(origin: Origin, trusted: str) -> bool:
     return origin.host == pattern.host
 
 
-def request_scheme(scope: Scope, *, trust_forwarded_proto: bool) -> str:
+def request_scheme(scope: Scope) -> str:
     """The page scheme (``http``/``https``) matching how the client reached this server."""
     scheme = scope.get("scheme")
-    if scheme is None and trust_forwarded_proto:
-        forwarded = header(scope, b"x-forwarded-proto")
-        scheme = forwarded.split(",")[0].strip().lower() if forwarded else None
     return PAGE_SCHEMES.get(str(scheme or "ws").lower(), "http")
 
 
-def own_origin(scope: Scope, *, trust_forwarded_proto: bool) -> Origin | None:
+def own_origin(scope: Scope) -> Origin | None:
     """The handshake's own origin: its ``Host`` header with the request scheme."""
     host = header(scope, b"host")
     if host is None:
         return None
-    return parse_origin(f"{request_scheme(scope, trust_forwarded_proto=trust_forwarded_proto)}://{host}")
+    return parse_origin(f"{request_scheme(scope)}://{host}")
 
 
 def origin_allowed(origin: str | None, own: Origin | None, trusted_origins: Sequence[str]) -> bool:
@@ -117,7 +115,7 @@ class OriginValidator:
             await self.inner(scope, receive, send)
             return
         origin = header(scope, b"origin")
-        own = own_origin(scope, trust_forwarded_proto=settings.WS_PROXY_HEADERS)
+        own = own_origin(scope)
         if origin_allowed(origin, own, settings.CSRF_TRUSTED_ORIGINS):
             await self.inner(scope, receive, send)
             return

@@ -70,16 +70,14 @@ def test_origin_rules(origin: str | None, allowed: bool) -> None:
     ],
 )
 def test_own_origin_is_the_host_with_the_request_scheme(scope: dict[str, object], expected: Origin | None) -> None:
-    assert own_origin(scope, trust_forwarded_proto=False) == expected
+    assert own_origin(scope) == expected
 
 
-def test_forwarded_proto_counts_only_when_proxy_headers_are_trusted_and_the_server_set_no_scheme() -> None:
-    daphne_scope = {"headers": [(b"host", b"example.com"), (b"x-forwarded-proto", b"https")]}
-    assert own_origin(daphne_scope, trust_forwarded_proto=True) == Origin("https", "example.com", 443)
-    assert own_origin(daphne_scope, trust_forwarded_proto=False) == Origin("http", "example.com", 80)
-    # Uvicorn already applied (or ignored) the header: its scope scheme wins.
-    uvicorn_scope = {**daphne_scope, "scheme": "ws"}
-    assert own_origin(uvicorn_scope, trust_forwarded_proto=True) == Origin("http", "example.com", 80)
+def test_a_forwarded_proto_header_alone_never_sets_the_scheme() -> None:
+    """Only the launcher's trusted-proxy middleware turns X-Forwarded-Proto into the scope's scheme."""
+    scope = {"headers": [(b"host", b"example.com"), (b"x-forwarded-proto", b"https")]}
+    assert own_origin(scope) == Origin("http", "example.com", 80)
+    assert own_origin({**scope, "scheme": "wss"}) == Origin("https", "example.com", 443)
 
 
 def test_parse_origin_makes_default_ports_explicit() -> None:
