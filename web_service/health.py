@@ -4,6 +4,12 @@ Answered by the first middleware in the stack, before host validation,
 sessions and authentication: an orchestrator probes by pod IP (not in
 ALLOWED_HOSTS), and liveness must not touch the database. Being first, it
 also counts every request in the ``web_*`` metrics (``web_service/metrics.py``).
+
+Probes answer direct callers only. A request that came through a reverse
+proxy (it carries ``X-Forwarded-For``, which the compose proxy and
+ingress-nginx always set) falls through to URL routing and gets 404, so
+neither the public proxy nor an Ingress serves readiness (and its database
+work) to the internet. Orchestrators probe the container directly.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from web_service.dual_mode import DualModeMiddleware
 LIVENESS_PATH = "/healthz"
 READINESS_PATH = "/readyz"
 PROBE_ROUTES = {LIVENESS_PATH: "healthz", READINESS_PATH: "readyz"}
+# Set by every reverse proxy in front of the service: a probe carrying it came from outside.
+PROXIED_HEADER = "HTTP_X_FORWARDED_FOR"
 
 
 async def health_response(path: str) -> JsonResponse:
@@ -37,10 +45,13 @@ async def health_response(path: str) -> JsonResponse:
 
 
 def _probe_path(request: HttpRequest) -> str | None:
+    """The probe path a direct caller asked for; ``None`` for anything else or anything proxied."""
     path = request.path_info.rstrip("/") or "/"
-    if path in (LIVENESS_PATH, READINESS_PATH) and request.method in ("GET", "HEAD"):
-        return path
-    return None
+    if path not in (LIVENESS_PATH, READINESS_PATH) or request.method not in ("GET", "HEAD"):
+        return None
+    if PROXIED_HEADER in request.META:
+        return None
+    return path
 
 
 class HealthCheckMiddleware(DualModeMiddleware):

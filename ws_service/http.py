@@ -1,4 +1,8 @@
-"""The ws service's HTTP side: only ``/healthz`` and ``/readyz``; 404 otherwise."""
+"""The ws service's HTTP side: only ``/healthz`` and ``/readyz``; 404 otherwise.
+
+As on the web service, probes answer direct callers only: a request carrying
+``X-Forwarded-For`` came through a reverse proxy and gets 404.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import json
 from typing import Any
 
 from shared.health import check_channel_layer, check_database, run_checks
-from ws_service.asgi_types import Receive, Scope, Send
+from ws_service.asgi_types import Receive, Scope, Send, header
 from ws_service.registry import registry
 
 LIVENESS_PATH = "/healthz"
@@ -34,7 +38,8 @@ async def health_app(scope: Scope, receive: Receive, send: Send) -> None:
     method = scope.get("method", "GET")
     path = scope.get("path", "").rstrip("/") or "/"
     head = method == "HEAD"
-    if method not in ("GET", "HEAD") or path not in (LIVENESS_PATH, READINESS_PATH):
+    proxied = header(scope, b"x-forwarded-for") is not None
+    if method not in ("GET", "HEAD") or path not in (LIVENESS_PATH, READINESS_PATH) or proxied:
         await _respond(
             send, 404, {"error": "not_found", "detail": "only /healthz and /readyz are served here"}, head=head
         )

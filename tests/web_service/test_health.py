@@ -48,3 +48,11 @@ async def test_readiness_is_503_when_redis_is_unreachable(service_env: dict[str,
 def test_other_methods_are_not_probes() -> None:
     response = Client().post("/healthz")
     assert response.status_code != 200
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/readyz/"])
+def test_probes_through_a_proxy_are_404(path: str) -> None:
+    """Public proxies (compose's nginx, ingress-nginx) set X-Forwarded-For: they never get a probe answer."""
+    response = Client().get(path, headers={"X-Forwarded-For": "203.0.113.9"})
+    assert response.status_code == 404
+    assert b"database" not in response.content

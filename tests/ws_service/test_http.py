@@ -11,10 +11,12 @@ from django.test import override_settings
 from tests.support.servers import free_port
 
 
-async def _get(path: str, method: str = "GET") -> tuple[int, dict[str, object]]:
+async def _get(
+    path: str, method: str = "GET", headers: list[tuple[bytes, bytes]] | None = None
+) -> tuple[int, dict[str, object]]:
     from ws_service.asgi import application  # imported late: it sets Django up
 
-    response = await HttpCommunicator(application, method, path).get_response(timeout=5)
+    response = await HttpCommunicator(application, method, path, headers=headers).get_response(timeout=5)
     return response["status"], json.loads(response["body"]) if response["body"] else {}
 
 
@@ -48,5 +50,13 @@ async def test_readiness_503_when_the_channel_layer_is_down(service_env: dict[st
 @pytest.mark.parametrize(("method", "path"), [("GET", "/"), ("GET", "/admin/"), ("POST", "/healthz"), ("GET", "/ws/")])
 async def test_everything_else_is_404(method: str, path: str) -> None:
     status, body = await _get(path, method)
+    assert status == 404
+    assert body["error"] == "not_found"
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+async def test_probes_through_a_proxy_are_404(path: str) -> None:
+    """A request that carries X-Forwarded-For came through a proxy: probes are for direct callers."""
+    status, body = await _get(path, headers=[(b"x-forwarded-for", b"203.0.113.9")])
     assert status == 404
     assert body["error"] == "not_found"
