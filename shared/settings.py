@@ -306,5 +306,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
+        # django-axes logs every login at INFO; its lock-outs and failures stay (WARNING).
+        "axes": {"level": "WARNING"},
     },
 }

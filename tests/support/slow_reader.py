@@ -33,7 +33,9 @@ def masked_text_frame(payload: bytes) -> bytes:
 class SlowReader:
     """Connects with a tiny receive buffer, upgrades, sends frames, and never reads what comes back."""
 
-    def __init__(self, port: int, session_key: str, *, origin: str = "http://127.0.0.1") -> None:
+    def __init__(self, port: int, session_key: str, *, origin: str | None = None) -> None:
+        """``origin`` defaults to the server's own (``http://127.0.0.1:<port>``), which it trusts."""
+        origin = origin or f"http://{HOST}:{port}"
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)  # before connect
         self.sock.settimeout(10)
