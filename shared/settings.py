@@ -219,6 +219,9 @@ WS_MAX_CONNECTIONS_PER_USER = env_int("WS_MAX_CONNECTIONS_PER_USER", 20, minimum
 # Unsent output per connection (bytes queued in the server for a socket): over it, the
 # connection is aborted (close code 4408 to the application, the client sees 1006).
 WS_MAX_PENDING_BYTES = env_int("WS_MAX_PENDING_BYTES", 1024 * 1024, minimum=64 * 1024)
+# Received frames one connection may hold unconsumed (its consumer busy): at this many, Daphne
+# stops reading the socket (TCP backpressure) until the consumer has taken half.
+WS_MAX_PENDING_FRAMES = env_int("WS_MAX_PENDING_FRAMES", 64, minimum=2)
 # Messages one subscribe (or one gap fill) replays; beyond, a more_history frame says where to continue.
 WS_REPLAY_MAX_MESSAGES = env_int("WS_REPLAY_MAX_MESSAGES", 1000, minimum=1)
 # Topics one connection may follow at once; one more gets error too_many_subscriptions.

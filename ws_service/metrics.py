@@ -111,6 +111,18 @@ def connection_slow_consumer() -> None:
     _ATTEMPTS[OUTCOME_SLOW_CONSUMER].inc()
 
 
+INBOUND_PAUSES = Counter(
+    "ws_inbound_pauses",
+    "Times Daphne stopped reading a socket because WS_MAX_PENDING_FRAMES received frames waited unconsumed "
+    "(reading resumes once the consumer has taken half; Uvicorn pauses after every message and is not counted).",
+)
+
+
+def inbound_paused() -> None:
+    """A socket stopped being read: ``WS_MAX_PENDING_FRAMES`` frames wait for its consumer."""
+    INBOUND_PAUSES.inc()
+
+
 DRAINS_IN_PROGRESS = Gauge(
     "ws_drains_in_progress",
     "ws server processes draining right now (SIGTERM received: closing every connection with 1012).",

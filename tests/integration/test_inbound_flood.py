@@ -1,0 +1,162 @@
+"""A client that sends faster than its consumer handles, on real Daphne and Uvicorn (WS_MAX_PENDING_FRAMES).
+
+The attacker's consumer is kept busy (subscribes with ``since=0`` replaying a
+long history, which the client reads) while the same socket sends
+``FRAMES`` frames of ``FRAME_BYTES`` as fast as the socket takes them. The
+server must stop reading that socket once ``WS_MAX_PENDING_FRAMES`` frames
+wait unconsumed, so the client's sends block and the process stays within
+``RSS_BOUND_MIB`` of where it started; the connection keeps working (every
+frame is answered, then a ``whoami``), and another user's socket answers its
+pings throughout.
+
+Before the bound, Daphne queued every frame it read: this test grew the
+process by hundreds of MiB. Uvicorn pauses reading after every message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgiref.sync import sync_to_async
+from prometheus_client.parser import text_string_to_metric_families
+
+from shared import messaging
+from shared.current_user import use_current_user
+from tests.support.flooder import Flooder
+from tests.support.live import open_ws, recv_json, recv_type, send_json
+from tests.support.servers import DaphneServer
+from tests.support.slow_reader import masked_text_frame
+from tests.support.users import make_user, session_key_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+FRAMES = 3000
+# A ping padded to 60 KiB (under WS_MAX_MESSAGE_BYTES; each string under WS_MAX_STRING_LENGTH).
+PAD = ["x" * 7500] * 8
+HISTORY = 1000  # messages replayed per subscribe (WS_REPLAY_MAX_MESSAGES)
+REPLAYS = 6  # subscribes with since=0 ahead of the flood: the consumer is busy replaying
+TEXT = "€" * 1000  # 3 KB of UTF-8 per replayed message
+# Growth allowed while the flood runs: WS_MAX_PENDING_FRAMES (64) frames of 60 KiB are 4 MiB; the rest
+# is the replays' own churn (ORM rows, encoded frames, allocator arenas). Unbounded, it was hundreds of MiB.
+RSS_BOUND_MIB = 40.0
+BLAST_SECONDS = 180.0
+DRAIN_SECONDS = 120.0
+SAMPLE_SECONDS = 0.02
+
+
+@pytest.fixture(scope="module")
+def flood_server(
+    service_env: dict[str, str], django_db_setup: None, logs_dir: Path, ws_server_kind: str
+) -> Iterator[DaphneServer]:
+    """The ws service with the rate limit out of the way: every flooded frame reaches the consumer."""
+    env = {
+        **service_env,
+        "WS_SERVER": ws_server_kind,
+        "WS_RATE_LIMIT_PER_SECOND": "1000000",
+        "WS_RATE_LIMIT_BURST": "1000000",
+    }
+    server = DaphneServer.ws(env, logs_dir / f"flood-ws-{ws_server_kind}.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS in /proc status")
+
+
+class PeakRss:
+    """Samples a process's RSS every ``SAMPLE_SECONDS`` in a thread; ``peak`` is the highest seen."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = _rss_mib(pid)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(SAMPLE_SECONDS):
+            self.peak = max(self.peak, _rss_mib(self.pid))
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join(5)
+        return self.peak
+
+
+def _inbound_pauses(server: DaphneServer) -> float:
+    text = httpx.get(server.metrics_url, timeout=5).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "ws_inbound_pauses_total":
+                return float(sample.value)
+    return 0.0
+
+
+def _users(prefix: str) -> tuple[str, str]:
+    attacker = make_user(f"{prefix}-attacker")
+    victim = make_user(f"{prefix}-victim")
+    with use_current_user(attacker):
+        for _ in range(HISTORY):
+            messaging.store_message(f"room.{prefix}", TEXT)
+    return session_key_for(attacker), session_key_for(victim)
+
+
+async def test_a_client_flooding_a_busy_consumer_is_held_back_and_memory_stays_bounded(
+    flood_server: DaphneServer,
+) -> None:
+    assert flood_server.process is not None
+    kind = flood_server.env["WS_SERVER"]
+    prefix = f"flood-{kind}"
+    attacker_key, victim_key = await sync_to_async(_users)(prefix)
+    victim = await open_ws(flood_server.ws_url, cookie=f"sessionid={victim_key}")
+    assert (await recv_json(victim))["type"] == "welcome"
+    frame = masked_text_frame(json.dumps({"type": "ping", "pad": PAD}).encode())
+    assert 59 * 1024 < len(frame) < 64 * 1024
+    pauses_before = await asyncio.to_thread(_inbound_pauses, flood_server)
+    flooder = await asyncio.to_thread(Flooder, flood_server.port, attacker_key)
+    try:
+        assert await asyncio.to_thread(flooder.wait_for, "welcome", 1, 10)
+        rss = PeakRss(flood_server.process.pid)
+        rss_before = rss.peak
+        for _ in range(REPLAYS):
+            flooder.send_json({"type": "subscribe", "topic": f"room.{prefix}", "since": 0})
+        blast = asyncio.create_task(
+            asyncio.to_thread(flooder.blast, frame, FRAMES, time.monotonic() + BLAST_SECONDS)
+        )
+        await asyncio.sleep(1)  # the flood is under way: another user's socket still answers
+        await send_json(victim, {"type": "ping"})
+        await recv_type(victim, "pong", wait=5)
+        sent, longest_block = await blast
+        flooder.send_json({"type": "whoami"})
+        answered = await asyncio.to_thread(flooder.wait_for, "whoami", 1, DRAIN_SECONDS)
+        peak = rss.stop()
+        await send_json(victim, {"type": "ping"})
+        await recv_type(victim, "pong", wait=5)
+    finally:
+        flooder.close()
+        await victim.close()
+    growth = peak - rss_before
+    print(
+        f"\n{kind}: {sent} frames sent, longest send blocked {longest_block:.2f} s, "
+        f"RSS {rss_before:.1f} -> peak {peak:.1f} MiB (+{growth:.1f}), replies {dict(flooder.types)}"
+    )
+    assert sent == FRAMES
+    assert answered, f"no whoami answer after the flood; close code {flooder.close_code}, got {dict(flooder.types)}"
+    assert flooder.close_code is None
+    assert flooder.types["pong"] + flooder.types["error"] >= FRAMES  # every flooded frame was handled
+    assert growth <= RSS_BOUND_MIB, f"RSS grew by {growth:.1f} MiB during the flood"
+    if kind == "daphne":
+        assert await asyncio.to_thread(_inbound_pauses, flood_server) > pauses_before
