@@ -12,24 +12,27 @@ Patched here (by the launcher, in its own process only): once
 reading its socket (``transport.pauseProducing()``), so TCP backpressure
 pushes back on the client (its sends block) and the process holds at most
 that many frames, plus the one read (64 KiB) autobahn is already parsing.
-While paused, a reactor timer checks the queue every
+While paused, a timer checks the queue every
 :data:`POLL_SECONDS` (only paused connections have one) and reading resumes
-once the consumer has taken it down to half, or once the connection is
-closing (so the client's close frame is read). Nothing is dropped and the
-connection stays open. Each pause is counted in
-``ws_inbound_pauses_total``.
+once the consumer has taken it down to half. Nothing is dropped and the
+connection stays open. Each pause is counted in ``ws_inbound_pauses_total``.
 
 Uvicorn (websockets-sansio) needs no patch: it pauses reading after every
 received message and resumes when the consumer has emptied its queue, so it
 holds at most the frames of one read.
 
-While paused, the server cannot read the client's pongs: a consumer stuck for
-longer than ``WS_PING_INTERVAL`` + ``WS_PING_TIMEOUT`` loses the connection
-to the ping timeout, on both servers.
+While paused, the server reads nothing from the client, not even its pongs
+or its reply to a close: a consumer stuck for longer than
+``WS_PING_INTERVAL`` + ``WS_PING_TIMEOUT`` loses the connection to the ping
+timeout, and a close the server sends meanwhile ends with autobahn dropping
+the connection after its 1 s close-handshake timeout (the client has the
+close frame and its code by then). Uvicorn has the same ping timeout, and
+resumes reading when the application closes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, Final
 
@@ -61,25 +64,26 @@ def _pending(protocol: Any) -> int:
 
 
 def _pause(protocol: Any) -> None:
-    from twisted.internet import reactor
-
     setattr(protocol, PAUSED_FLAG, True)
     protocol.transport.pauseProducing()
     metrics.inbound_paused()
     logger.debug("paused reading from %s: %d frames unconsumed", getattr(protocol, "client_addr", None), limit())
-    reactor.callLater(POLL_SECONDS, _check, protocol)
+    _later(protocol)
+
+
+def _later(protocol: Any) -> None:
+    # Daphne runs Twisted on the asyncio reactor: its loop is the reactor's.
+    asyncio.get_event_loop().call_later(POLL_SECONDS, _check, protocol)
 
 
 def _check(protocol: Any) -> None:
-    """While paused: resume once the queue has drained below half, or the connection is closing."""
-    from twisted.internet import reactor
-
+    """While paused: resume once the queue is down to half; stop polling once the connection is gone."""
     transport = protocol.transport
     if transport is None or not getattr(transport, "connected", False):
         setattr(protocol, PAUSED_FLAG, False)  # gone: nothing to resume, stop polling
         return
-    if protocol.state == protocol.STATE_OPEN and _pending(protocol) > resume_below():
-        reactor.callLater(POLL_SECONDS, _check, protocol)
+    if _pending(protocol) > resume_below():
+        _later(protocol)
         return
     setattr(protocol, PAUSED_FLAG, False)
     transport.resumeProducing()
@@ -93,7 +97,7 @@ def install_daphne() -> None:
         return
     original = WebSocketProtocol.onMessage
 
-    def onMessage(self: Any, payload: bytes, isBinary: bool) -> None:  # noqa: N802, N803 - autobahn's names
+    def onMessage(self: Any, payload: bytes, isBinary: bool) -> None:
         original(self, payload, isBinary)
         if getattr(self, PAUSED_FLAG, False) or self.transport is None or _pending(self) < limit():
             return

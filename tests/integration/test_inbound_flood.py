@@ -21,7 +21,6 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -40,16 +39,21 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 FRAMES = 3000
 # A ping padded to 60 KiB (under WS_MAX_MESSAGE_BYTES; each string under WS_MAX_STRING_LENGTH).
-PAD = ["x" * 7500] * 8
+PAD = ["x" * 7700] * 8
 HISTORY = 1000  # messages replayed per subscribe (WS_REPLAY_MAX_MESSAGES)
-REPLAYS = 6  # subscribes with since=0 ahead of the flood: the consumer is busy replaying
-TEXT = "€" * 1000  # 3 KB of UTF-8 per replayed message
+REPLAYS = 10  # subscribes with since=0 ahead of the flood: the consumer is busy replaying
+# Under the default rate limit (40 frames of burst): the replays must outlast the flood's first seconds.
+RATE_LIMITED_REPLAYS = 30
+# 1 KB per replayed message: a replay page (500) stays under WS_MAX_PENDING_BYTES (Daphne writes it unyielding).
+TEXT = "x" * 900
 # Growth allowed while the flood runs: WS_MAX_PENDING_FRAMES (64) frames of 60 KiB are 4 MiB; the rest
 # is the replays' own churn (ORM rows, encoded frames, allocator arenas). Unbounded, it was hundreds of MiB.
-RSS_BOUND_MIB = 40.0
+RSS_BOUND_MIB = 24.0
 BLAST_SECONDS = 180.0
 DRAIN_SECONDS = 120.0
 SAMPLE_SECONDS = 0.02
+# From the server's close frame to the end of its TCP connection (autobahn drops it after 1 s if unanswered).
+CLOSING_SECONDS = 0.8
 
 
 @pytest.fixture(scope="module")
@@ -124,28 +128,29 @@ async def test_a_client_flooding_a_busy_consumer_is_held_back_and_memory_stays_b
     victim = await open_ws(flood_server.ws_url, cookie=f"sessionid={victim_key}")
     assert (await recv_json(victim))["type"] == "welcome"
     frame = masked_text_frame(json.dumps({"type": "ping", "pad": PAD}).encode())
-    assert 59 * 1024 < len(frame) < 64 * 1024
+    assert 60 * 1024 < len(frame) < 64 * 1024
     pauses_before = await asyncio.to_thread(_inbound_pauses, flood_server)
     flooder = await asyncio.to_thread(Flooder, flood_server.port, attacker_key)
+    assert await asyncio.to_thread(flooder.wait_for, "welcome", 1, 10)
+    rss = PeakRss(flood_server.process.pid)
+    rss_before = rss.peak
     try:
-        assert await asyncio.to_thread(flooder.wait_for, "welcome", 1, 10)
-        rss = PeakRss(flood_server.process.pid)
-        rss_before = rss.peak
         for _ in range(REPLAYS):
             flooder.send_json({"type": "subscribe", "topic": f"room.{prefix}", "since": 0})
-        blast = asyncio.create_task(
-            asyncio.to_thread(flooder.blast, frame, FRAMES, time.monotonic() + BLAST_SECONDS)
-        )
+        blast = asyncio.create_task(asyncio.to_thread(flooder.blast, frame, FRAMES, time.monotonic() + BLAST_SECONDS))
         await asyncio.sleep(1)  # the flood is under way: another user's socket still answers
         await send_json(victim, {"type": "ping"})
         await recv_type(victim, "pong", wait=5)
-        sent, longest_block = await blast
+        try:
+            sent, longest_block = await blast
+        except OSError as error:
+            raise AssertionError(f"{error}; reader: {flooder.read_error!r}, got {dict(flooder.types)}") from error
         flooder.send_json({"type": "whoami"})
         answered = await asyncio.to_thread(flooder.wait_for, "whoami", 1, DRAIN_SECONDS)
-        peak = rss.stop()
         await send_json(victim, {"type": "ping"})
         await recv_type(victim, "pong", wait=5)
     finally:
+        peak = rss.stop()
         flooder.close()
         await victim.close()
     growth = peak - rss_before
@@ -160,3 +165,46 @@ async def test_a_client_flooding_a_busy_consumer_is_held_back_and_memory_stays_b
     assert growth <= RSS_BOUND_MIB, f"RSS grew by {growth:.1f} MiB during the flood"
     if kind == "daphne":
         assert await asyncio.to_thread(_inbound_pauses, flood_server) > pauses_before
+
+
+async def test_a_flood_over_the_rate_limit_is_closed_1008_promptly_with_memory_bounded(ws_server: DaphneServer) -> None:
+    """With the default rate limit, the flood ends in close 1008 once the busy consumer gets to it.
+
+    The pause holds the flood back until then (memory bounded), and does not
+    stand in the way of the close: the consumer drains the queue, reading
+    resumes, and the closing handshake completes at once (autobahn would drop
+    an unanswered one after 1 s).
+    """
+    assert ws_server.process is not None
+    kind = ws_server.env["WS_SERVER"]
+    prefix = f"flood-limited-{kind}"
+    attacker_key, victim_key = await sync_to_async(_users)(prefix)
+    victim = await open_ws(ws_server.ws_url, cookie=f"sessionid={victim_key}")
+    assert (await recv_json(victim))["type"] == "welcome"
+    frame = masked_text_frame(json.dumps({"type": "ping", "pad": PAD}).encode())
+    flooder = await asyncio.to_thread(Flooder, ws_server.port, attacker_key)
+    assert await asyncio.to_thread(flooder.wait_for, "welcome", 1, 10)
+    rss = PeakRss(ws_server.process.pid)
+    rss_before = rss.peak
+    try:
+        for _ in range(RATE_LIMITED_REPLAYS):
+            flooder.send_json({"type": "subscribe", "topic": f"room.{prefix}", "since": 0})
+        sent, longest_block = await asyncio.to_thread(flooder.blast, frame, FRAMES, time.monotonic() + BLAST_SECONDS)
+        assert await asyncio.to_thread(flooder.ended.wait, DRAIN_SECONDS)
+        await send_json(victim, {"type": "ping"})
+        await recv_type(victim, "pong", wait=5)
+    finally:
+        peak = rss.stop()
+        flooder.close()
+        await victim.close()
+    growth = peak - rss_before
+    assert flooder.close_received_at is not None, f"no close frame; reader: {flooder.read_error!r}"
+    closing_seconds = (flooder.server_gone_at or time.monotonic()) - flooder.close_received_at
+    print(
+        f"\n{kind}: {sent} frames sent, longest send blocked {longest_block:.2f} s, close {flooder.close_code}, "
+        f"server gone {closing_seconds:.2f} s after it, RSS {rss_before:.1f} -> peak {peak:.1f} MiB (+{growth:.1f})"
+    )
+    assert flooder.close_code == 1008
+    assert flooder.server_gone_at is not None, f"the closing handshake did not finish: {flooder.read_error!r}"
+    assert closing_seconds < CLOSING_SECONDS
+    assert growth <= RSS_BOUND_MIB, f"RSS grew by {growth:.1f} MiB during the flood"

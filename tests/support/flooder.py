@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import struct
 import threading
 import time
@@ -19,17 +18,22 @@ OPCODE_PING = 0x9
 SEND_TIMEOUT_SECONDS = 60.0
 
 
-def _masked_pong(payload: bytes) -> bytes:
+OPCODE_PONG = 0xA
+
+
+def _masked_control(opcode: int, payload: bytes) -> bytes:
+    """One client control frame (at most 125 bytes of payload)."""
     mask = os.urandom(4)
     masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
-    return struct.pack("!BB", 0x80 | 0xA, 0x80 | len(payload)) + mask + masked
+    return struct.pack("!BB", 0x80 | opcode, 0x80 | len(payload)) + mask + masked
 
 
 class Flooder:
     """Upgrades, then sends frames at full speed while a thread reads (and counts) every server frame.
 
     The reader answers the server's pings, counts text frames by their JSON
-    ``type`` and records a close frame's code; ``blast`` reports how long its
+    ``type``, and answers a close frame, recording its code and when the
+    server then ended the TCP connection; ``blast`` reports how long its
     longest ``sendall`` blocked (the server's backpressure).
     """
 
@@ -38,7 +42,12 @@ class Flooder:
         self.sock.settimeout(SEND_TIMEOUT_SECONDS)
         self.types: Counter[str] = Counter()
         self.close_code: int | None = None
+        self.read_error: Exception | None = None  # why the reader stopped, if not a close frame
+        # When the server's close frame arrived, and when the server then ended the TCP connection.
+        self.close_received_at: float | None = None
+        self.server_gone_at: float | None = None
         self.ended = threading.Event()
+        self.closing = threading.Event()  # the server's close frame arrived
         self._changed = threading.Condition()
         self._send_lock = threading.Lock()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -72,12 +81,21 @@ class Flooder:
                         self.types[kind] += 1
                         self._changed.notify_all()
                 elif opcode == OPCODE_PING:
-                    self._send(_masked_pong(payload))
+                    self._send(_masked_control(OPCODE_PONG, payload))
                 elif opcode == OPCODE_CLOSE:
                     self.close_code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+                    self.close_received_at = time.monotonic()
+                    self.closing.set()
+                    self._send(_masked_control(OPCODE_CLOSE, payload[:2]))  # the closing handshake's reply
+                    try:
+                        while self.sock.recv(1 << 16):  # the server ends the TCP connection once it reads the reply
+                            pass
+                    except ConnectionResetError:
+                        pass  # it closed with frames of ours unread: the kernel resets instead of a FIN
+                    self.server_gone_at = time.monotonic()
                     return
-        except (OSError, ConnectionError, ValueError):
-            return
+        except (OSError, ConnectionError, ValueError) as error:
+            self.read_error = error
         finally:
             self.ended.set()
             with self._changed:
@@ -94,12 +112,20 @@ class Flooder:
         self._send(masked_text_frame(json.dumps(frame).encode()))
 
     def blast(self, frame: bytes, count: int, deadline: float) -> tuple[int, float]:
-        """Send ``frame`` ``count`` times (until ``deadline``, monotonic): frames sent, longest block."""
+        """Send ``frame`` ``count`` times (until ``deadline``, monotonic, or the server closes).
+
+        Returns the frames sent and the longest one ``sendall`` blocked, in seconds.
+        """
         longest = 0.0
         for sent in range(count):
-            if time.monotonic() > deadline or self.ended.is_set():
+            if time.monotonic() > deadline or self.ended.is_set() or self.closing.is_set():
                 return sent, longest
-            longest = max(longest, self._send(frame))
+            try:
+                longest = max(longest, self._send(frame))
+            except OSError:
+                if self.closing.is_set() or self.ended.is_set():
+                    return sent, longest  # the server closed the connection: the flood ends
+                raise
         return count, longest
 
     def wait_for(self, kind: str, count: int, timeout: float) -> bool:

@@ -30,7 +30,9 @@ def masked_text_frame(payload: bytes) -> bytes:
     return header + mask + masked
 
 
-def upgraded_socket(port: int, session_key: str, *, origin: str | None = None, receive_buffer: int = 0) -> socket.socket:
+def upgraded_socket(
+    port: int, session_key: str, *, origin: str | None = None, receive_buffer: int = 0
+) -> socket.socket:
     """A TCP socket to the ws server on 127.0.0.1, past a WebSocket handshake as ``session_key``'s user.
 
     ``origin`` defaults to the server's own (``http://127.0.0.1:<port>``), which it trusts;
