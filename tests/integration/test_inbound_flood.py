@@ -20,6 +20,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -54,6 +55,10 @@ DRAIN_SECONDS = 120.0
 SAMPLE_SECONDS = 0.02
 # From the server's close frame to the end of its TCP connection (autobahn drops it after 1 s if unanswered).
 CLOSING_SECONDS = 0.8
+# The rate limit out of the way: every flooded frame reaches the consumer.
+UNLIMITED_RATE = {"WS_RATE_LIMIT_PER_SECOND": "1000000", "WS_RATE_LIMIT_BURST": "1000000"}
+# With the bound far above the flood, Daphne queues it (measured: +100 to 150 MiB).
+UNBOUNDED_GROWTH_MIB = 2 * RSS_BOUND_MIB
 
 
 @pytest.fixture(scope="module")
@@ -61,12 +66,7 @@ def flood_server(
     service_env: dict[str, str], django_db_setup: None, logs_dir: Path, ws_server_kind: str
 ) -> Iterator[DaphneServer]:
     """The ws service with the rate limit out of the way: every flooded frame reaches the consumer."""
-    env = {
-        **service_env,
-        "WS_SERVER": ws_server_kind,
-        "WS_RATE_LIMIT_PER_SECOND": "1000000",
-        "WS_RATE_LIMIT_BURST": "1000000",
-    }
+    env = {**service_env, **UNLIMITED_RATE, "WS_SERVER": ws_server_kind}
     server = DaphneServer.ws(env, logs_dir / f"flood-ws-{ws_server_kind}.log")
     server.start()
     yield server
@@ -118,21 +118,40 @@ def _users(prefix: str) -> tuple[str, str]:
     return session_key_for(attacker), session_key_for(victim)
 
 
-async def test_a_client_flooding_a_busy_consumer_is_held_back_and_memory_stays_bounded(
-    flood_server: DaphneServer,
-) -> None:
-    assert flood_server.process is not None
-    kind = flood_server.env["WS_SERVER"]
-    prefix = f"flood-{kind}"
+@dataclass
+class Flood:
+    """What one flood against a busy consumer did."""
+
+    sent: int
+    longest_block: float
+    rss_before: float
+    peak: float
+    answered: bool  # the whoami sent after the flood was answered
+    flooder: Flooder
+
+    @property
+    def growth(self) -> float:
+        return self.peak - self.rss_before
+
+    def describe(self, kind: str) -> str:
+        return (
+            f"{kind}: {self.sent} frames sent, longest send blocked {self.longest_block:.2f} s, "
+            f"RSS {self.rss_before:.1f} -> peak {self.peak:.1f} MiB (+{self.growth:.1f}), "
+            f"replies {dict(self.flooder.types)}"
+        )
+
+
+async def _flood(server: DaphneServer, prefix: str) -> Flood:
+    """Keep a consumer busy, flood its socket, then ask ``whoami``; a victim's socket is pinged meanwhile."""
+    assert server.process is not None
     attacker_key, victim_key = await sync_to_async(_users)(prefix)
-    victim = await open_ws(flood_server.ws_url, cookie=f"sessionid={victim_key}")
+    victim = await open_ws(server.ws_url, cookie=f"sessionid={victim_key}")
     assert (await recv_json(victim))["type"] == "welcome"
     frame = masked_text_frame(json.dumps({"type": "ping", "pad": PAD}).encode())
     assert 60 * 1024 < len(frame) < 64 * 1024
-    pauses_before = await asyncio.to_thread(_inbound_pauses, flood_server)
-    flooder = await asyncio.to_thread(Flooder, flood_server.port, attacker_key)
+    flooder = await asyncio.to_thread(Flooder, server.port, attacker_key)
     assert await asyncio.to_thread(flooder.wait_for, "welcome", 1, 10)
-    rss = PeakRss(flood_server.process.pid)
+    rss = PeakRss(server.process.pid)
     rss_before = rss.peak
     try:
         for _ in range(REPLAYS):
@@ -153,18 +172,41 @@ async def test_a_client_flooding_a_busy_consumer_is_held_back_and_memory_stays_b
         peak = rss.stop()
         flooder.close()
         await victim.close()
-    growth = peak - rss_before
-    print(
-        f"\n{kind}: {sent} frames sent, longest send blocked {longest_block:.2f} s, "
-        f"RSS {rss_before:.1f} -> peak {peak:.1f} MiB (+{growth:.1f}), replies {dict(flooder.types)}"
-    )
-    assert sent == FRAMES
-    assert answered, f"no whoami answer after the flood; close code {flooder.close_code}, got {dict(flooder.types)}"
+    return Flood(sent, longest_block, rss_before, peak, answered, flooder)
+
+
+async def test_a_client_flooding_a_busy_consumer_is_held_back_and_memory_stays_bounded(
+    flood_server: DaphneServer,
+) -> None:
+    kind = flood_server.env["WS_SERVER"]
+    pauses_before = await asyncio.to_thread(_inbound_pauses, flood_server)
+    flood = await _flood(flood_server, f"flood-{kind}")
+    print("\n" + flood.describe(kind))
+    assert flood.sent == FRAMES
+    flooder = flood.flooder
+    assert flood.answered, f"no whoami answer after the flood; close {flooder.close_code}, got {dict(flooder.types)}"
     assert flooder.close_code is None
     assert flooder.types["pong"] + flooder.types["error"] >= FRAMES  # every flooded frame was handled
-    assert growth <= RSS_BOUND_MIB, f"RSS grew by {growth:.1f} MiB during the flood"
+    assert flood.growth <= RSS_BOUND_MIB, f"RSS grew by {flood.growth:.1f} MiB during the flood"
     if kind == "daphne":
         assert await asyncio.to_thread(_inbound_pauses, flood_server) > pauses_before
+
+
+async def test_the_bound_is_ws_max_pending_frames(
+    service_env: dict[str, str], django_db_setup: None, logs_dir: Path
+) -> None:
+    """Daphne with ``WS_MAX_PENDING_FRAMES`` far above the flood: it queues the flood (the bound is the setting)."""
+    env = {**service_env, **UNLIMITED_RATE, "WS_SERVER": "daphne", "WS_MAX_PENDING_FRAMES": str(FRAMES * 10)}
+    server = DaphneServer.ws(env, logs_dir / "flood-ws-unbounded.log")
+    server.start()
+    try:
+        flood = await _flood(server, "flood-unbounded")
+    finally:
+        server.stop()
+    print("\n" + flood.describe("daphne, WS_MAX_PENDING_FRAMES=30000"))
+    assert flood.sent == FRAMES
+    assert flood.answered
+    assert flood.growth > UNBOUNDED_GROWTH_MIB, f"RSS grew by only {flood.growth:.1f} MiB"
 
 
 async def test_a_flood_over_the_rate_limit_is_closed_1008_promptly_with_memory_bounded(ws_server: DaphneServer) -> None:
