@@ -28,6 +28,7 @@ from shared.quota import QuotaExceeded, charge_publish
 from shared.topics import TopicError, authorize
 from ws_service import metrics
 from ws_service.layer_monitor import get_monitor
+from ws_service.presence_frames import parse_after
 from ws_service.presence_tracker import encoded_diff, get_tracker, presence_reply
 from ws_service.protocol import (
     CLOSE_SERVICE_RESTART,
@@ -395,8 +396,9 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
 
     async def on_presence(self, message: dict[str, Any]) -> None:
         topic = authorize(self.scope["user"], message.get("topic"))
+        after = parse_after(message)
         with _reported_as_unavailable("presence", topic):
-            reply = await presence_reply(topic, message)
+            reply = await presence_reply(topic, after)
         await self.send_message(reply)
 
     # -- channel-layer events --------------------------------------------

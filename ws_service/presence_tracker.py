@@ -29,7 +29,7 @@ from shared import presence
 from shared.presence import Change, PresenceEntry
 from shared.topics import topic_group
 from ws_service.loop_local import LoopLocal
-from ws_service.presence_frames import diff_frames, parse_after, presence_page
+from ws_service.presence_frames import diff_frames, presence_page
 from ws_service.protocol import encode
 
 logger = logging.getLogger("ws.presence")
@@ -73,9 +73,8 @@ def encoded_diff(event: dict[str, Any]) -> str:
     return text
 
 
-async def presence_reply(topic: str, message: dict[str, Any]) -> dict[str, Any]:
-    """The reply to a ``presence`` request: one page that fits the frame limit (see ``presence_frames``)."""
-    after = parse_after(message)
+async def presence_reply(topic: str, after: tuple[str, int] | None) -> dict[str, Any]:
+    """The reply to a ``presence`` request: the page after ``after`` that fits the frame limit (``presence_frames``)."""
     users = await presence.users(topic)
     return presence_page(topic, users, after, diffs=diffs_enabled(len(users)))
 
