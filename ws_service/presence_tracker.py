@@ -31,6 +31,7 @@ from shared.topics import topic_group
 from ws_service.loop_local import LoopLocal
 from ws_service.presence_frames import diff_frames, presence_page
 from ws_service.protocol import encode
+from ws_service.registry import registry
 
 logger = logging.getLogger("ws.presence")
 
@@ -121,8 +122,11 @@ class PresenceTracker:
         self.record(await presence.join_counted(entry))
 
     async def leave(self, entry: PresenceEntry) -> None:
+        """Remove an entry; while the process drains, its diff goes out before this returns."""
         self.entries.discard(entry)
         self.record(await presence.leave_counted(entry))
+        if registry.draining:  # the process exits once its connections are cleaned up: nothing may wait
+            await self.flush(now=True)
 
     def record(self, change: Change) -> None:
         """Queue a change for the topic's next diff."""
@@ -143,17 +147,16 @@ class PresenceTracker:
         for change in await presence.sweep_counted():
             self.record(change)
 
-    async def flush(self) -> None:
-        """Announce every topic whose interval has passed since its last diff."""
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        interval = diff_interval()
-        self._last_sent = {topic: at for topic, at in self._last_sent.items() if now - at < interval}
+    async def flush(self, *, now: bool = False) -> None:
+        """Announce every topic whose interval has passed since its last diff (every pending one with ``now``)."""
+        at = asyncio.get_running_loop().time()
+        interval = 0.0 if now else diff_interval()
+        self._last_sent = {topic: sent for topic, sent in self._last_sent.items() if at - sent < interval}
         for topic in [topic for topic in self.pending if topic not in self._last_sent]:
-            diff = self.pending.pop(topic)
-            if not diff.joined and not diff.left:
+            diff = self.pending.pop(topic, None)  # None: a concurrent flush (while draining) took it
+            if diff is None or (not diff.joined and not diff.left):
                 continue
-            self._last_sent[topic] = now
+            self._last_sent[topic] = at
             if not diffs_enabled(diff.size):
                 continue
             try:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import redis.asyncio as redis
 from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
 from pytest_django.fixtures import Settings as SettingsWrapper
@@ -22,11 +23,13 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 from shared import presence
 from shared.presence import PresenceEntry
 from shared.redis_client import _clients, get_redis
+from shared.topics import topic_group
 from tests.support.communicators import receive_message, send_message, ws_communicator
 from tests.support.users import make_users, session_key_for
 from ws_service.connection_slots import REFRESH_BATCH, Slot, SlotTracker, open_connections
 from ws_service.presence_frames import diff_frames
 from ws_service.presence_tracker import PresenceTracker
+from ws_service.registry import registry
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -246,3 +249,21 @@ def test_a_diff_too_large_for_one_frame_is_split(settings: SettingsWrapper) -> N
     assert all(len(json.dumps(f, separators=(",", ":")).encode()) <= 1024 for f in frames)
     assert [u for f in frames for u in f["joined"]] == users[:20]
     assert [u for f in frames for u in f["left"]] == users[20:]
+
+
+async def test_while_draining_a_leave_is_announced_before_it_returns(
+    fast_diffs: SettingsWrapper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast_diffs.PRESENCE_DIFF_INTERVAL_SECONDS = 30.0  # a batched diff would wait this long
+    layer = get_channel_layer()
+    assert layer is not None
+    channel = await layer.new_channel()
+    await layer.group_add(topic_group("room.drain-diff"), channel)
+    tracker = PresenceTracker()
+    entry = PresenceEntry("room.drain-diff", "drainconn", 930_001, "drainer")
+    await tracker.join(entry)
+    assert (await asyncio.wait_for(layer.receive(channel), 3))["joined"] == [entry.user]
+    monkeypatch.setattr(registry, "draining", True)
+    await tracker.leave(entry)
+    assert (await asyncio.wait_for(layer.receive(channel), 0.5))["left"] == [entry.user]
+    await layer.group_discard(topic_group("room.drain-diff"), channel)
