@@ -109,7 +109,6 @@ class PresenceTracker:
     def __init__(self) -> None:
         self.entries: set[PresenceEntry] = set()
         self.pending: dict[str, PendingDiff] = {}
-        self.diffs_sent = 0  # group sends of presence diffs (one per topic per interval at most)
         self._last_sent: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
@@ -161,7 +160,6 @@ class PresenceTracker:
                 continue
             try:
                 await announce(topic, joined=list(diff.joined.values()), left=list(diff.left.values()))
-                self.diffs_sent += 1
             except LAYER_ERRORS as exc:
                 logger.warning("presence diff for %s not sent: %s", topic, exc, extra={"topic": topic})
 
