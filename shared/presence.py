@@ -15,6 +15,12 @@ slip in between; and when several replicas sweep the entries of a crashed one,
 each expired entry is removed (and counted down) exactly once. A crashed
 replica's users therefore disappear within the TTL plus one sweep period.
 
+Refreshes and sweeps are per process, not per entry: ``refresh_all`` sends
+one script call per topic (and per ``REFRESH_BATCH`` entries) in one
+pipelined round trip, and ``sweep_counted`` takes two round trips whatever
+the number of due topics. Every script also returns the topic's user count,
+which the ws tracker uses to stop diffs in large topics.
+
 Earlier versions kept an ever-growing plain set of topic names
 (``<prefix>:presence:topics``); sweeps drain it ``LEGACY_BATCH`` topics at a
 time, so entries written by an older replica still expire.
@@ -23,7 +29,8 @@ time, so entries written by an older replica still expire.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -32,6 +39,8 @@ from shared.redis_client import get_redis
 
 # Topics swept per round (the earliest deadlines first); the rest wait for the next round.
 SWEEP_BATCH = 1000
+# Entries of one topic refreshed by one script call.
+REFRESH_BATCH = 500
 # Topics taken per round from an older version's set of topic names.
 LEGACY_BATCH = 100
 
@@ -49,27 +58,37 @@ local function track(topic)
 end
 """
 
+# Every script returns the topic's user count (HLEN of the per-user counts) first: the
+# tracker uses it to stop diffs above PRESENCE_DIFF_MAX_SUBSCRIBERS.
 _JOIN = (
     _TRACK
     + """
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 local n = redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
 track(ARGV[4])
-return n
+return {redis.call('HLEN', KEYS[2]), n}
 """
 )
 
-# Refresh a live entry; re-join one that is gone (swept, or Redis lost its data).
-_REFRESH = (
+# Refresh this process's live entries of one topic; re-join those that are gone (swept, or
+# Redis lost its data). ARGV: expiry, topic, then member and user id per entry.
+# Returns the count, then the members that were re-joined as their user's first.
+_REFRESH_MANY = (
     _TRACK
     + """
-local n = 0
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  n = redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
+local rejoined = {}
+for i = 3, #ARGV, 2 do
+  local member = ARGV[i]
+  if not redis.call('ZSCORE', KEYS[1], member) then
+    if redis.call('HINCRBY', KEYS[2], ARGV[i + 1], 1) == 1 then
+      table.insert(rejoined, member)
+    end
+  end
+  redis.call('ZADD', KEYS[1], ARGV[1], member)
 end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-track(ARGV[4])
-return n
+track(ARGV[2])
+table.insert(rejoined, 1, redis.call('HLEN', KEYS[2]))
+return rejoined
 """
 )
 
@@ -85,10 +104,11 @@ if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
   end
 end
 track(ARGV[3])
-return last
+return {redis.call('HLEN', KEYS[2]), last}
 """
 )
 
+# Returns the count, then "<user id>|<username>" of each user whose last entry expired.
 _SWEEP = (
     _TRACK
     + """
@@ -104,6 +124,7 @@ for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])) d
   end
 end
 track(ARGV[2])
+table.insert(left, 1, redis.call('HLEN', KEYS[2]))
 return left
 """
 )
@@ -152,39 +173,95 @@ def _expiry() -> float:
     return time.time() + ttl
 
 
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What one step did to a topic: the users that joined or left, and how many users it has now."""
+
+    topic: str
+    size: int
+    joined: list[dict[str, Any]] = field(default_factory=list)
+    left: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def join_counted(entry: PresenceEntry) -> Change:
+    """Add a connection; the user is in ``joined`` when it is their first in the topic."""
+    size, count = await get_redis().eval(
+        _JOIN, 3, *_keys(entry.topic), entry.member, _expiry(), entry.user_id, entry.topic
+    )
+    return Change(entry.topic, int(size), joined=[entry.user] if int(count) == 1 else [])
+
+
+async def leave_counted(entry: PresenceEntry) -> Change:
+    """Remove a connection; the user is in ``left`` when it was their last in the topic."""
+    size, last = await get_redis().eval(_LEAVE, 3, *_keys(entry.topic), entry.member, entry.user_id, entry.topic)
+    return Change(entry.topic, int(size), left=[entry.user] if int(last) == 1 else [])
+
+
 async def join(entry: PresenceEntry) -> bool:
     """Add a connection; ``True`` when it is the user's first in the topic."""
-    count = await get_redis().eval(_JOIN, 3, *_keys(entry.topic), entry.member, _expiry(), entry.user_id, entry.topic)
-    return int(count) == 1
-
-
-async def refresh(entry: PresenceEntry) -> bool:
-    """Extend a connection's entry; ``True`` when it had to be re-joined as the user's first."""
-    count = await get_redis().eval(
-        _REFRESH, 3, *_keys(entry.topic), entry.member, _expiry(), entry.user_id, entry.topic
-    )
-    return int(count) == 1
+    return bool((await join_counted(entry)).joined)
 
 
 async def leave(entry: PresenceEntry) -> bool:
     """Remove a connection; ``True`` when it was the user's last in the topic."""
-    left = await get_redis().eval(_LEAVE, 3, *_keys(entry.topic), entry.member, entry.user_id, entry.topic)
-    return int(left) == 1
+    return bool((await leave_counted(entry)).left)
+
+
+async def refresh_all(entries: Iterable[PresenceEntry]) -> list[Change]:
+    """Extend every given entry in one pipelined round trip (one script call per topic and batch).
+
+    Entries that were gone are re-joined; their users are in ``joined`` when
+    that made them present again.
+    """
+    by_topic: dict[str, list[PresenceEntry]] = {}
+    for entry in entries:
+        by_topic.setdefault(entry.topic, []).append(entry)
+    if not by_topic:
+        return []
+    expiry = _expiry()
+    calls: list[str] = []
+    async with get_redis().pipeline(transaction=False) as pipe:
+        for topic, members in by_topic.items():
+            for start in range(0, len(members), REFRESH_BATCH):
+                args: list[Any] = [expiry, topic]
+                for entry in members[start : start + REFRESH_BATCH]:
+                    args += [entry.member, entry.user_id]
+                pipe.eval(_REFRESH_MANY, 3, *_keys(topic), *args)
+                calls.append(topic)
+        results = await pipe.execute()
+    sizes: dict[str, int] = {}
+    joined: dict[str, list[dict[str, Any]]] = {}
+    for topic, (size, *rejoined) in zip(calls, results, strict=True):
+        sizes[topic] = int(size)  # the topic's last batch saw every earlier one
+        joined.setdefault(topic, []).extend(_user_from(str(member).split("|", 1)[1]) for member in rejoined)
+    return [Change(topic, sizes[topic], joined=joined[topic]) for topic in by_topic]
+
+
+async def sweep_counted() -> list[Change]:
+    """Remove expired entries of the topics that are due, in two round trips whatever their number."""
+    client = get_redis()
+    now = time.time()
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.zrangebyscore(deadlines_key(), "-inf", now, start=0, num=SWEEP_BATCH)
+        pipe.spop(legacy_topics_key(), LEGACY_BATCH)
+        due, popped = await pipe.execute()
+    legacy = list(popped) if isinstance(popped, list | set) else []
+    topics = sorted({str(name) for name in (*due, *legacy)})
+    if not topics:
+        return []
+    async with client.pipeline(transaction=False) as pipe:
+        for topic in topics:
+            pipe.eval(_SWEEP, 3, *_keys(topic), now, topic)
+        results = await pipe.execute()
+    return [
+        Change(topic, int(size), left=[_user_from(str(item)) for item in left])
+        for topic, (size, *left) in zip(topics, results, strict=True)
+    ]
 
 
 async def sweep() -> dict[str, list[dict[str, Any]]]:
     """Remove expired entries of the topics that are due; the users that left, by topic."""
-    client = get_redis()
-    now = time.time()
-    due = await client.zrangebyscore(deadlines_key(), "-inf", now, start=0, num=SWEEP_BATCH)
-    popped = await client.spop(legacy_topics_key(), LEGACY_BATCH)
-    legacy = list(popped) if isinstance(popped, list | set) else []
-    result: dict[str, list[dict[str, Any]]] = {}
-    for topic in sorted({str(name) for name in (*due, *legacy)}):
-        left = await client.eval(_SWEEP, 3, *_keys(topic), now, topic)
-        if left:
-            result[topic] = [_user_from(str(item)) for item in left]
-    return result
+    return {change.topic: change.left for change in await sweep_counted() if change.left}
 
 
 async def users(topic: str) -> list[dict[str, Any]]:
@@ -194,7 +271,11 @@ async def users(topic: str) -> list[dict[str, Any]]:
     for member in members:
         _, user_id, username = str(member).split("|", 2)
         found[int(user_id)] = {"id": int(user_id), "username": username}
-    return sorted(found.values(), key=lambda user: (user["username"], user["id"]))
+    return sorted(found.values(), key=_order)
+
+
+def _order(user: dict[str, Any]) -> tuple[str, int]:
+    return (user["username"], user["id"])
 
 
 def _user_from(item: str) -> dict[str, Any]:

@@ -7,6 +7,15 @@ so a crashed replica's connections stop counting within TTL + TTL/3. Taking a
 slot is one Lua script (drop expired members, count, add if below the limit),
 hence atomic across replicas: two simultaneous connects can never both take
 the last slot.
+
+The refresh is per process, not per connection: one pipelined round trip per
+round, carrying one script call per ``REFRESH_BATCH`` slots (each call extends
+all of its slots' members and keys). The per-user sets stay, so a crashed
+process's members simply stop being extended and expire with their scores,
+and counting on connect stays one script on one key. (A per-process key
+listing its connections would make every connect check the liveness of every
+other process holding the user's slots; extending scores in bulk costs the
+same one round trip and keeps the connect path unchanged.)
 """
 
 from __future__ import annotations
@@ -38,11 +47,17 @@ redis.call('EXPIRE', KEYS[1], ARGV[5])
 return 1
 """
 
-# Extend a live slot, or put back one that vanished (Redis lost its data).
-_REFRESH = """
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-return 1
+# Slots extended by one script call; a round sends ceil(slots / REFRESH_BATCH) calls in one pipeline.
+REFRESH_BATCH = 500
+
+# Extend live slots, or put back ones that vanished (Redis lost its data).
+# KEYS the users' sets; ARGV: expiry, key ttl, then one member per key.
+_REFRESH_MANY = """
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, ARGV[1], ARGV[i + 2])
+  redis.call('EXPIRE', key, ARGV[2])
+end
+return #KEYS
 """
 
 
@@ -107,14 +122,26 @@ class SlotTracker:
             await get_redis().zrem(slot.key, slot.connection_id)
 
     async def tick(self) -> None:
-        """One round: extend every slot this process holds."""
+        """One round: extend every slot this process holds, in one pipelined round trip."""
+        slots = list(self.slots)
+        if not slots:
+            return
         ttl = _ttl()
-        client = get_redis()
-        for slot in list(self.slots):
-            async with self._redis_calls:
-                await client.eval(_REFRESH, 1, slot.key, time.time() + ttl, slot.connection_id, ttl * 2)
-                if slot not in self.slots:  # released while being refreshed: do not resurrect it
-                    await client.zrem(slot.key, slot.connection_id)
+        async with self._redis_calls:
+            async with get_redis().pipeline(transaction=False) as pipe:
+                expiry = time.time() + ttl
+                for start in range(0, len(slots), REFRESH_BATCH):
+                    batch = slots[start : start + REFRESH_BATCH]
+                    keys = [slot.key for slot in batch]
+                    pipe.eval(_REFRESH_MANY, len(keys), *keys, expiry, ttl * 2, *(s.connection_id for s in batch))
+                await pipe.execute()
+            # Released while being refreshed: do not resurrect them (rare, so one more call only then).
+            stale = [slot for slot in slots if slot not in self.slots]
+            if stale:
+                async with get_redis().pipeline(transaction=False) as pipe:
+                    for slot in stale:
+                        pipe.zrem(slot.key, slot.connection_id)
+                    await pipe.execute()
 
     async def _run(self) -> None:
         interval = _ttl() / 3

@@ -19,7 +19,7 @@ from django.contrib.auth import get_user_model
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
-from shared import messaging, presence
+from shared import messaging
 from shared.current_user import get_current_user
 from shared.groups import BROADCAST_GROUP, user_group
 from shared.messaging import MessageTextError
@@ -28,7 +28,8 @@ from shared.quota import QuotaExceeded, charge_publish
 from shared.topics import TopicError, authorize
 from ws_service import metrics
 from ws_service.layer_monitor import get_monitor
-from ws_service.presence_tracker import get_tracker
+from ws_service.presence_frames import parse_after
+from ws_service.presence_tracker import encoded_diff, get_tracker, presence_reply
 from ws_service.protocol import (
     CLOSE_SERVICE_RESTART,
     CLOSE_TRY_AGAIN_LATER,
@@ -395,9 +396,10 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
 
     async def on_presence(self, message: dict[str, Any]) -> None:
         topic = authorize(self.scope["user"], message.get("topic"))
+        after = parse_after(message)
         with _reported_as_unavailable("presence", topic):
-            users = await presence.users(topic)
-        await self.send_message({"type": "presence", "topic": topic, "users": users})
+            reply = await presence_reply(topic, after)
+        await self.send_message(reply)
 
     # -- channel-layer events --------------------------------------------
 
@@ -433,9 +435,7 @@ class ConnectionConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # chann
 
     async def topic_presence(self, event: dict[str, Any]) -> None:
         if event["topic"] in self.subscriptions:
-            await self.send_message(
-                {"type": "presence_diff", "topic": event["topic"], "joined": event["joined"], "left": event["left"]}
-            )
+            await self.send_encoded(encoded_diff(event), "presence_diff")
 
     async def auth_revoked(self, event: dict[str, Any]) -> None:
         """The session or the user's credentials ended: close with 4401."""

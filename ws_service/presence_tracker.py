@@ -1,9 +1,24 @@
-"""One per ws process: keeps its connections' presence entries alive and sweeps dead ones."""
+"""One per ws process: keeps its connections' presence entries alive, sweeps dead ones, and batches diffs.
+
+Refresh and sweep are per process: every ``PRESENCE_TTL_SECONDS / 3`` one
+pipelined round trip extends all of the process's entries, and two more sweep
+every due topic (``shared.presence``), however many connections it holds.
+
+Joins and leaves are not announced one by one. The tracker collects them per
+topic (a join and a leave of the same user in between cancel out) and sends
+at most one ``presence_diff`` per topic every ``PRESENCE_DIFF_INTERVAL_SECONDS``
+(the first change after a quiet interval goes out at once). So N users joining
+a topic cost each subscriber about one frame per interval, not N. A topic with
+more than ``PRESENCE_DIFF_MAX_SUBSCRIBERS`` users gets no diffs at all: its
+clients page through ``presence`` instead.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -11,56 +26,158 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from shared import presence
-from shared.presence import PresenceEntry
+from shared.presence import Change, PresenceEntry
 from shared.topics import topic_group
 from ws_service.loop_local import LoopLocal
+from ws_service.presence_frames import diff_frames, presence_page
+from ws_service.protocol import encode
+from ws_service.registry import registry
 
 logger = logging.getLogger("ws.presence")
 
 TOPIC_PRESENCE_EVENT = "topic.presence"
+# A diff event's frame, JSON-encoded once for every local subscriber.
+ENCODED_KEY = "encoded"
+LAYER_ERRORS = (RedisError, OSError)
+
+
+def diff_interval() -> float:
+    interval: float = settings.PRESENCE_DIFF_INTERVAL_SECONDS
+    return interval
+
+
+def diffs_enabled(size: int) -> bool:
+    """Whether a topic of ``size`` users gets ``presence_diff`` frames."""
+    limit: int = settings.PRESENCE_DIFF_MAX_SUBSCRIBERS
+    return size <= limit
 
 
 async def announce(
     topic: str, *, joined: list[dict[str, Any]] | None = None, left: list[dict[str, Any]] | None = None
 ) -> None:
-    """Tell a topic's subscribers, on every replica, who joined or left."""
+    """Tell a topic's subscribers, on every replica, who joined or left (split to fit the frame limit)."""
     layer = get_channel_layer()
     assert layer is not None
-    await layer.group_send(
-        topic_group(topic), {"type": TOPIC_PRESENCE_EVENT, "topic": topic, "joined": joined or [], "left": left or []}
-    )
+    for frame in diff_frames(topic, joined or [], left or []):
+        await layer.group_send(
+            topic_group(topic),
+            {"type": TOPIC_PRESENCE_EVENT, "topic": topic, "joined": frame["joined"], "left": frame["left"]},
+        )
+
+
+def encoded_diff(event: dict[str, Any]) -> str:
+    """A diff event's ``presence_diff`` frame as JSON text, encoded once per event and process."""
+    text = event.get(ENCODED_KEY)
+    if not isinstance(text, str):
+        frame = {"type": "presence_diff", "topic": event["topic"], "joined": event["joined"], "left": event["left"]}
+        text = event[ENCODED_KEY] = encode(frame)
+    return text
+
+
+async def presence_reply(topic: str, after: tuple[str, int] | None) -> dict[str, Any]:
+    """The reply to a ``presence`` request: the page after ``after`` that fits the frame limit (``presence_frames``)."""
+    users = await presence.users(topic)
+    return presence_page(topic, users, after, diffs=diffs_enabled(len(users)))
+
+
+@dataclass(slots=True)
+class PendingDiff:
+    """A topic's joins and leaves not yet announced, by user id, and its latest user count."""
+
+    size: int = 0
+    joined: dict[int, dict[str, Any]] = field(default_factory=dict)
+    left: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def add(self, change: Change) -> None:
+        self.size = change.size
+        for user in change.joined:
+            if self.left.pop(user["id"], None) is None:  # left and back within the interval: no change
+                self.joined[user["id"]] = user
+        for user in change.left:
+            if self.joined.pop(user["id"], None) is None:
+                self.left[user["id"]] = user
 
 
 class PresenceTracker:
-    """Refreshes this process's entries every TTL/3 and sweeps expired ones (any replica's).
+    """Refreshes this process's entries every TTL/3, sweeps expired ones (any replica's), and batches diffs.
 
-    The background task runs only while the process has subscribed
-    connections; a failure in one round is logged and the next round retries.
+    The refresh task runs only while the process has subscribed connections,
+    the diff task only while changes wait; a failure in one round is logged
+    and the next round retries.
     """
 
     def __init__(self) -> None:
         self.entries: set[PresenceEntry] = set()
+        self.pending: dict[str, PendingDiff] = {}
+        self._last_sent: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
 
     async def join(self, entry: PresenceEntry) -> None:
         self.entries.add(entry)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="presence-tracker")
-        if await presence.join(entry):
-            await announce(entry.topic, joined=[entry.user])
+        self.record(await presence.join_counted(entry))
 
     async def leave(self, entry: PresenceEntry) -> None:
+        """Remove an entry; while the process drains, its diff goes out before this returns."""
         self.entries.discard(entry)
-        if await presence.leave(entry):
-            await announce(entry.topic, left=[entry.user])
+        self.record(await presence.leave_counted(entry))
+        if registry.draining:  # the process exits once its connections are cleaned up: nothing may wait
+            await self.flush(now=True)
+
+    def record(self, change: Change) -> None:
+        """Queue a change for the topic's next diff."""
+        pending = self.pending.get(change.topic)
+        if pending is None:
+            if not change.joined and not change.left:
+                return
+            pending = self.pending[change.topic] = PendingDiff()
+        pending.add(change)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_loop(), name="presence-diffs")
+        self._wake.set()
 
     async def tick(self) -> None:
         """One round: refresh own entries (re-joining lost ones), then sweep expired ones."""
-        for entry in list(self.entries):
-            if await presence.refresh(entry):
-                await announce(entry.topic, joined=[entry.user])
-        for topic, left in (await presence.sweep()).items():
-            await announce(topic, left=left)
+        for change in await presence.refresh_all(list(self.entries)):
+            self.record(change)
+        for change in await presence.sweep_counted():
+            self.record(change)
+
+    async def flush(self, *, now: bool = False) -> None:
+        """Announce every topic whose interval has passed since its last diff (every pending one with ``now``)."""
+        at = asyncio.get_running_loop().time()
+        interval = 0.0 if now else diff_interval()
+        self._last_sent = {topic: sent for topic, sent in self._last_sent.items() if at - sent < interval}
+        for topic in [topic for topic in self.pending if topic not in self._last_sent]:
+            diff = self.pending.pop(topic, None)  # None: a concurrent flush (while draining) took it
+            if diff is None or (not diff.joined and not diff.left):
+                continue
+            self._last_sent[topic] = at
+            if not diffs_enabled(diff.size):
+                continue
+            try:
+                await announce(topic, joined=list(diff.joined.values()), left=list(diff.left.values()))
+            except LAYER_ERRORS as exc:
+                logger.warning("presence diff for %s not sent: %s", topic, exc, extra={"topic": topic})
+
+    def _next_due(self) -> float:
+        """Seconds until the next pending topic may be announced."""
+        now = asyncio.get_running_loop().time()
+        interval = diff_interval()
+        due = [self._last_sent[topic] + interval - now for topic in self.pending if topic in self._last_sent]
+        return max(0.0, min(due)) if len(due) == len(self.pending) else 0.0
+
+    async def _flush_loop(self) -> None:
+        while self.pending:
+            self._wake.clear()
+            await self.flush()
+            if not self.pending:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(self._next_due(), 0.001))
 
     async def _run(self) -> None:
         interval = settings.PRESENCE_TTL_SECONDS / 3

@@ -53,6 +53,9 @@ logger = logging.getLogger("wsclient")
 #: Returns a fresh one-time ticket; called before every connection attempt.
 TicketProvider = Callable[[], Awaitable[str]]
 
+#: Requests one presence() call may make to page through a large topic.
+MAX_PRESENCE_PAGES = 1000
+
 #: Frames that answer a request of the client (the others are pushed).
 REPLY_TYPES = frozenset({"subscribed", "unsubscribed", "ack", "presence", "whoami", "pong", "error"})
 
@@ -305,10 +308,21 @@ class WsClient:
         reply = await self._request({"type": "publish", "topic": topic, "text": text, "ref": ref}, "ack", ref=ref)
         return int(reply["id"])
 
-    async def presence(self, topic: str) -> list[dict[str, Any]]:
-        """The users currently subscribed to ``topic`` on any replica."""
-        reply = await self._request({"type": "presence", "topic": topic}, "presence", topic=topic)
-        users: list[dict[str, Any]] = reply.get("users", [])
+    async def presence(self, topic: str, *, max_pages: int = MAX_PRESENCE_PAGES) -> list[dict[str, Any]]:
+        """The users currently subscribed to ``topic`` on any replica.
+
+        The server pages a long list (each reply fits one frame); this follows
+        the ``next`` cursors, at most ``max_pages`` requests.
+        """
+        users: list[dict[str, Any]] = []
+        frame: Event = {"type": "presence", "topic": topic}
+        for _ in range(max_pages):
+            reply = await self._request(frame, "presence", topic=topic)
+            users.extend(reply.get("users", []))
+            cursor = reply.get("next")
+            if not isinstance(cursor, str):
+                break
+            frame = {"type": "presence", "topic": topic, "after": cursor}
         return users
 
     async def whoami(self) -> dict[str, Any]:

@@ -19,11 +19,16 @@ import re
 import shutil
 import subprocess
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from asgiref.sync import sync_to_async
+from pytest_django.fixtures import Settings as SettingsWrapper
 
+from shared import presence
+from shared.presence import PresenceEntry
+from shared.redis_client import get_redis
 from tests.clients.conftest import CAPPED_REPLAY_MESSAGES
 from tests.support.servers import DaphneServer
 from tests.support.users import PASSWORD, make_user
@@ -33,6 +38,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 CLIENT_DIR = Path(__file__).resolve().parents[2] / "clients" / "js"
 NPM_TIMEOUT = 300
 NODE_TIMEOUT = 240
+# Users in the crowd topic: at ~130 bytes each, more than one 64 KiB frame holds.
+CROWD_SIZE = 700
 INSTALL_HINT = "install Node.js >= 20 with npm (Debian: apt-get install nodejs npm)"
 
 
@@ -76,8 +83,26 @@ def _summary(output: str) -> dict[str, int]:
     }
 
 
+@pytest.fixture
+async def crowd_topic(settings: SettingsWrapper) -> AsyncIterator[str]:
+    """A topic with more users than one 64 KiB presence frame holds, live for the whole node run."""
+    settings.PRESENCE_TTL_SECONDS = 3600  # the entries outlive the run without a refresh
+    topic = f"room.js-crowd-{uuid.uuid4().hex[:8]}"
+    entries = [PresenceEntry(topic, f"jscrowd{i}", 940_000 + i, f"{i:04d}" + "j" * 100) for i in range(CROWD_SIZE)]
+    for entry in entries:
+        await presence.join(entry)
+    yield topic
+    for entry in entries:
+        await presence.leave(entry)
+    await get_redis().aclose()
+
+
 async def test_js_client_node_tests_pass_against_the_live_services(
-    node_modules: Path, ws_server: DaphneServer, web_server: DaphneServer, capped_ws_server: DaphneServer
+    node_modules: Path,
+    ws_server: DaphneServer,
+    web_server: DaphneServer,
+    capped_ws_server: DaphneServer,
+    crowd_topic: str,
 ) -> None:
     suffix = uuid.uuid4().hex[:8]
     names = [f"js-{suffix}-{name}" for name in ("alice", "bob", "carol")]
@@ -90,6 +115,8 @@ async def test_js_client_node_tests_pass_against_the_live_services(
         WS_ORIGIN=ws_server.http_url,
         CAPPED_WS_URL=f"{capped_ws_server.ws_url}/ws/",
         REPLAY_MAX_MESSAGES=str(CAPPED_REPLAY_MESSAGES),
+        CROWD_TOPIC=crowd_topic,
+        CROWD_SIZE=str(CROWD_SIZE),
         TEST_USERS=json.dumps([{"username": name, "password": PASSWORD} for name in names]),
     )
     command = [_tool("node"), "--test", "--test-reporter=tap", "test/"]

@@ -496,6 +496,28 @@ async def test_cli_listen_and_publish(web_server: DaphneServer, ws_server: Daphn
 
 
 @db
+async def test_presence_follows_the_pages_of_a_topic_too_large_for_one_frame(ws_server: DaphneServer) -> None:
+    from shared import presence
+    from shared.presence import PresenceEntry
+    from shared.redis_client import get_redis
+
+    topic = "room.py-crowd"
+    # 700 users of ~120 bytes each: more than one 64 KiB frame holds.
+    entries = [PresenceEntry(topic, f"crowd{i}", 950_000 + i, f"{i:04d}" + "c" * 100) for i in range(700)]
+    for entry in entries:
+        await presence.join(entry)
+    try:
+        _, alice_key = await _session_key("py_pager")
+        async with _client(ws_server, session_cookie=alice_key) as alice_client:
+            users = await alice_client.presence(topic)
+        assert [user["username"] for user in users] == [entry.username for entry in entries]
+    finally:
+        for entry in entries:
+            await presence.leave(entry)
+        await get_redis().aclose()
+
+
+@db
 async def test_cli_whoami_presence_and_exit_codes(web_server: DaphneServer, ws_server: DaphneServer) -> None:
     user, key = await _session_key("py_cli_codes")
     url = f"{ws_server.ws_url}/ws/"

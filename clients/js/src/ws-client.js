@@ -628,15 +628,34 @@ export class WsClient {
     return promise;
   }
 
-  /** The users subscribed to `topic` right now: resolves with the presence frame ({users: [...]}). */
-  presence(topic) {
+  /**
+   * One page of the users subscribed to `topic` right now: resolves with the presence frame
+   * ({users: [...], next?, diffs?}). A long list comes in pages that each fit one frame: pass a
+   * reply's `next` as `options.after` for the following page, or use `presenceAll`.
+   */
+  presence(topic, { after } = {}) {
     if (!this.connected) return Promise.reject(new WsClientError("not_connected", "not connected"));
     const promise = this.#expect({
       match: (f) => f.type === "presence" && f.topic === topic,
       matchError: (f) => f.type === "error" && f.topic === topic,
     });
-    this.send({ type: "presence", topic });
+    const frame = { type: "presence", topic };
+    if (after !== undefined) frame.after = after;
+    this.send(frame);
     return promise;
+  }
+
+  /** Every user subscribed to `topic`: follows the `next` cursors, at most `maxPages` requests. */
+  async presenceAll(topic, { maxPages = 1000 } = {}) {
+    const users = [];
+    let after;
+    for (let page = 0; page < maxPages; page += 1) {
+      const reply = await this.presence(topic, after === undefined ? {} : { after });
+      users.push(...reply.users);
+      if (typeof reply.next !== "string") break;
+      after = reply.next;
+    }
+    return users;
   }
 
   #sendSubscribe(topic, sub) {

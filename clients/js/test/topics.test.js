@@ -103,6 +103,20 @@ test("presence lists the subscribers; presence_diff reports joins and leaves", {
   assert.ok(diffs.every((d) => d.topic === room));
 });
 
+test("presenceAll follows the pages of a topic too large for one frame", { timeout: 30000 }, async (t) => {
+  const crowd = process.env.CROWD_TOPIC;
+  const size = Number(process.env.CROWD_SIZE);
+  assert.ok(crowd && size > 0, "CROWD_TOPIC and CROWD_SIZE come from tests/clients/test_js_client.py");
+  const a = await connected(t, env.users[0]);
+  const first = await a.client.presence(crowd);
+  assert.equal(typeof first.next, "string");
+  assert.ok(first.users.length < size);
+  const all = await a.client.presenceAll(crowd);
+  assert.equal(all.length, size);
+  assert.deepEqual(all.slice(0, first.users.length), first.users);
+  assert.equal(new Set(all.map((u) => u.id)).size, size);
+});
+
 test("a replayed message is emitted once; subscribe with since replays history", { timeout: 30000 }, async (t) => {
   const room = uniqueRoom("dedup");
   const sent = [];
