@@ -20,7 +20,7 @@ from bench.infra import ServerProcess
 from bench.scenarios.common import close_all, open_all, pool, settle, total
 
 
-def _cpu_over_window(server: ServerProcess, seconds: float) -> tuple[float, float]:
+def cpu_over_window(server: ServerProcess, seconds: float) -> tuple[float, float]:
     """CPU seconds of the server's tree and the wall-clock seconds of the window (cut short if it exits)."""
     before = proctree.tree_cpu_seconds(server.pid)
     started = time.monotonic()
@@ -35,7 +35,7 @@ def run(ctx: RunContext, server: ServerProcess) -> dict[str, float]:
     with pool(ctx, [server.ws_url], n, ctx.distinct_cookies(n)) as clients:
         opened = open_all(ctx, clients, n)
         settle(ctx, [server])
-        used, elapsed = _cpu_over_window(server, ctx.sizes.idle_seconds)
+        used, elapsed = cpu_over_window(server, ctx.sizes.idle_seconds)
         checked = clients.request(120, "check", 10.0)
         close_all(ctx, clients, [server])
     return {
