@@ -58,6 +58,7 @@ FIGURES: tuple[Figure, ...] = (
     Figure("storm_presence_frames_per_user", "storm: presence frames / N", "lower", 2),
     Figure("storm_traffic_s", "storm: first subscribe to last storm frame (s)", "lower", 2),
     Figure("storm_unsettled", "storm: client processes not quiet within the timeout", "lower", 0),
+    Figure("storm_late_frames", "storm: frames after the quiet point (baseline not quiet)", "lower", 0),
     Figure("storm_publish_last_ms", "storm: publish to last delivery, after the storm (ms)", "lower"),
     Figure("storm_quiet_publish_last_ms", "storm: publish to last delivery, without presence (ms)", "lower"),
     Figure("storm_lost", "storm: lost", "zero", 0),

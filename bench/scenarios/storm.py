@@ -11,11 +11,15 @@ Per repetition, on the same N open connections (a new topic each time):
    own traffic (presence) may still be flowing;
 3. the harness waits until every client has gone ``QUIET_SECONDS`` without a
    storm frame (longer than the product's presence coalescing interval) and
-   the server is quiet; **storm frames** = every frame the subscribers got from
-   the first subscribe to that point, except their own ``subscribed`` reply
-   and the measured message (presence frames: types starting ``presence``);
+   the server is quiet;
 4. one more publish to the same subscribers, now without presence traffic:
    **publish to last delivery without presence**, the baseline for step 2.
+
+**Storm frames** = every frame the subscribers got from the first subscribe
+to the end of the repetition, except their own ``subscribed`` reply and the
+two measured messages (presence frames: types starting ``presence``); late
+frames = those that came after the quiet point of step 3 (then the baseline
+was not free of presence traffic after all).
 
 Lost = messages not received within the timeout (two per subscribed user).
 """
@@ -66,18 +70,21 @@ def _one_storm(ctx: RunContext, clients: ClientPool, server: ServerProcess, publ
     quiet_published = time.monotonic()
     publisher.publish(quiet_tag, topic)
     finished = clients.request(timeout + 60, "storm_finish", quiet_tag, timeout)
-    counts = _counts(settled)
-    counts.pop("closed", None)
+    counts, at_quiet = _counts(finished), _counts(settled)
+    for closed in (counts, at_quiet):
+        closed.pop("closed", None)
+    presence = sum(value for kind, value in counts.items() if kind.startswith("presence"))
     after, quiet = _latencies(settled, published), _latencies(finished, quiet_published)
     last_frame = max(reply["last_storm_frame"] for reply in settled)
     return {
         "storm_subscribe_s": last - started,
         "storm_failures": float(n - ok),
-        "storm_frames": float(sum(counts.values())),
-        "storm_presence_frames": float(sum(v for k, v in counts.items() if k.startswith("presence"))),
-        "storm_presence_frames_per_user": sum(v for k, v in counts.items() if k.startswith("presence")) / n,
+        "storm_frames": float(counts.total()),
+        "storm_presence_frames": float(presence),
+        "storm_presence_frames_per_user": presence / n,
         "storm_traffic_s": last_frame - started if last_frame > 0 else 0.0,
         "storm_unsettled": float(sum(not reply["quiet"] for reply in settled)),
+        "storm_late_frames": float(counts.total() - at_quiet.total()),
         "storm_publish_last_ms": max(after, default=math.nan) * 1000,
         "storm_quiet_publish_last_ms": max(quiet, default=math.nan) * 1000,
         "storm_lost": float(2 * ok - len(after) - len(quiet)),
