@@ -22,6 +22,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 from websockets.typing import Origin
 
+from bench.storm_client import StormReader
+
 ORIGIN = Origin("http://127.0.0.1")
 CLOSE_CONCURRENCY = 500
 
@@ -42,6 +44,7 @@ class Worker:
     spec: WorkerSpec
     pipe: Connection
     sockets: list[ClientConnection] = field(default_factory=list)
+    storm: StormReader | None = None
 
     async def _open_one(self, index: int, gate: asyncio.Semaphore) -> tuple[ClientConnection | None, float, str]:
         spec = self.spec
@@ -164,11 +167,32 @@ class Worker:
         results = await asyncio.gather(*(alive(ws) for ws in self.sockets))
         return {"alive": sum(results), "dropped": len(results) - sum(results)}
 
+    async def storm_subscribe(self, frame: str, tags: tuple[str, ...], timeout: float) -> dict[str, Any]:  # noqa: ASYNC109
+        """Subscribe storm (``bench.storm_client``): readers on every socket, every ``frame`` sent at once."""
+        if self.storm is not None:
+            await self.storm.stop()
+        self.storm = StormReader(self.sockets, tags)
+        return await self.storm.subscribe(frame, timeout)
+
+    async def storm_settle(self, tag: str, quiet: float, timeout: float) -> dict[str, Any]:  # noqa: ASYNC109
+        if self.storm is None:
+            raise RuntimeError("no storm running")
+        return await self.storm.settle(tag, quiet, timeout)
+
+    async def storm_finish(self, tag: str, timeout: float) -> dict[str, Any]:  # noqa: ASYNC109
+        if self.storm is None:
+            raise RuntimeError("no storm running")
+        storm, self.storm = self.storm, None
+        return await storm.finish(tag, timeout)
+
     async def ping(self) -> dict[str, Any]:
         """Started and listening (so a measured command starts in every process at once)."""
         return {}
 
     async def close(self) -> dict[str, Any]:
+        if self.storm is not None:
+            await self.storm.stop()
+            self.storm = None
         gate = asyncio.Semaphore(CLOSE_CONCURRENCY)
 
         async def one(ws: ClientConnection) -> None:

@@ -27,11 +27,17 @@ class Sizes:
     open_timeout: float
     fanout_timeout: float
     settle_timeout: float  # bound on waiting for the server to go quiet
+    idle: int  # idle connections for the CPU of the server's tree (one user each)
+    idle_seconds: float  # CPU measuring window
+    storm: int  # distinct users subscribing to one topic at once
+    storm_timeout: float  # bound on each wait of the storm (subscribed, quiet, deliveries)
 
 
-FULL = Sizes("full", 5_000, 10_000, 20_000, 60.0, 1_000, 10.0, 10_000, 50, 2, 200, 60.0, 60.0, 30.0)
-QUICK = Sizes("quick", 300, 500, 1_000, 5.0, 200, 3.0, 1_000, 10, 2, 100, 30.0, 20.0, 10.0)
-SMOKE = Sizes("smoke", 40, 40, 60, 1.0, 20, 1.0, 60, 4, 1, 40, 20.0, 10.0, 3.0)
+FULL = Sizes(
+    "full", 5_000, 10_000, 20_000, 60.0, 1_000, 10.0, 10_000, 50, 2, 200, 60.0, 60.0, 30.0, 10_000, 60.0, 2_000, 300.0
+)
+QUICK = Sizes("quick", 300, 500, 1_000, 5.0, 200, 3.0, 1_000, 10, 2, 100, 30.0, 20.0, 10.0, 1_000, 10.0, 200, 60.0)
+SMOKE = Sizes("smoke", 40, 40, 60, 1.0, 20, 1.0, 60, 4, 1, 40, 20.0, 10.0, 3.0, 30, 1.0, 20, 20.0)
 SIZES = {sizes.name: sizes for sizes in (FULL, QUICK, SMOKE)}
 
 
@@ -45,9 +51,16 @@ class RunContext:
     env: dict[str, str]
     log_dir: Path
     accounts: list[Account]
+    distinct: list[Account] = field(default_factory=list)  # one user per connection (idle, storm)
     web: ServerProcess | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
     def cookies(self) -> list[str]:
         return [f"sessionid={account.session_key}" for account in self.accounts]
+
+    def distinct_cookies(self, count: int) -> list[str]:
+        """``count`` session cookies of ``count`` different users (connection i gets cookie i)."""
+        if count > len(self.distinct):
+            raise RuntimeError(f"{count} distinct users wanted, {len(self.distinct)} created")
+        return [f"sessionid={account.session_key}" for account in self.distinct[:count]]

@@ -18,12 +18,13 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack
+from dataclasses import asdict, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from bench.configs import BY_NAME, CONFIGS
-from bench.context import SIZES, RunContext, progress
+from bench.context import SIZES, RunContext, Sizes, progress
 from bench.runner import SCENARIOS
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -47,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
     parser.add_argument("--json", type=Path, default=RESULTS_DIR / "latest.json", help="where the JSON goes")
     parser.add_argument("--clients", type=int, help="client processes (default 2; more are added past 9,000 sockets)")
+    parser.add_argument("--idle-connections", type=int, help="idle CPU: connections, one user each (full 10,000)")
+    parser.add_argument("--idle-seconds", type=float, help="idle CPU: measuring window in seconds (full 60)")
+    parser.add_argument("--storm-users", type=int, help="subscribe storm: distinct users (full 2,000)")
     parser.set_defaults(sizes="full")
     return parser
 
@@ -55,17 +59,30 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def run(arguments: argparse.Namespace) -> dict[str, Any]:
-    from dataclasses import asdict, replace
+def _sizes(arguments: argparse.Namespace) -> Sizes:
+    """The named sizes with the command line's overrides."""
+    overrides = {
+        "client_processes": arguments.clients,
+        "idle": arguments.idle_connections,
+        "idle_seconds": arguments.idle_seconds,
+        "storm": arguments.storm_users,
+    }
+    return replace(SIZES[arguments.sizes], **{key: value for key, value in overrides.items() if value})
 
+
+def _distinct_users(sizes: Sizes, scenarios: list[str]) -> int:
+    """Users the idle and storm scenarios need (one per connection)."""
+    needed = {"idle": sizes.idle, "storm": sizes.storm}
+    return max((count for name, count in needed.items() if name in scenarios), default=0)
+
+
+def run(arguments: argparse.Namespace) -> dict[str, Any]:
     from bench import report
-    from bench.accounts import create_accounts, setup_django
+    from bench.accounts import create_accounts, create_distinct_accounts, setup_django
     from bench.infra import Backing, ServerProcess, bench_env, start_all
     from bench.runner import ConfigRun
 
-    sizes = SIZES[arguments.sizes]
-    if arguments.clients:
-        sizes = replace(sizes, client_processes=arguments.clients)
+    sizes = _sizes(arguments)
     configs = [BY_NAME[name] for name in arguments.only] if arguments.only else list(CONFIGS)
     log_dir = Path(tempfile.mkdtemp(prefix="bench-logs-"))
     started = time.time()
@@ -80,6 +97,9 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
         setup_django(env)
         accounts = create_accounts("bench", sizes.accounts)
         ctx = RunContext(sizes=sizes, env=env, log_dir=log_dir, accounts=accounts)
+        if distinct := _distinct_users(sizes, arguments.scenarios):
+            progress(f"creating {distinct} users with one session each (idle CPU, subscribe storm)")
+            ctx.distinct = create_distinct_accounts("distinct", distinct)
         if any(c.kind == "product" for c in configs) and "fanout" in arguments.scenarios:
             ctx.web = ServerProcess("web", WEB_COMMAND, env, log_dir)
             stack.callback(ctx.web.stop)
@@ -129,6 +149,9 @@ def main(argv: list[str]) -> int:
     arguments = _parser().parse_args(argv)
     if arguments.reps < 1 or (arguments.hold_reps is not None and not 1 <= arguments.hold_reps <= arguments.reps):
         _parser().error("--reps must be at least 1, --hold-reps between 1 and --reps")
+    sizes = (arguments.idle_connections, arguments.idle_seconds, arguments.storm_users)
+    if any(value is not None and value <= 0 for value in sizes):
+        _parser().error("--idle-connections, --idle-seconds and --storm-users must be positive")
     signal.signal(signal.SIGTERM, _terminate)
     try:
         document = run(arguments)

@@ -28,7 +28,7 @@ CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 
 class Publisher(Protocol):
-    def publish(self, tag: str) -> None: ...
+    def publish(self, tag: str, topic: str = TOPIC) -> None: ...
 
     def close(self) -> None: ...
 
@@ -45,8 +45,8 @@ class WsPublisher:
             ws.recv(timeout=10)  # welcome
             self.connections.append(ws)
 
-    def publish(self, tag: str) -> None:
-        frame = json.dumps({"type": "publish", "topic": TOPIC, "text": tag})
+    def publish(self, tag: str, topic: str = TOPIC) -> None:
+        frame = json.dumps({"type": "publish", "topic": topic, "text": tag})
         for ws in self.connections:
             ws.send(frame)
 
@@ -65,8 +65,8 @@ class StockLayerPublisher:
         self.layer: Any = RedisChannelLayer(hosts=[redis_url])
         self.runner.run(self.layer.group_send("bench.warmup", {"type": "warmup"}))
 
-    def publish(self, tag: str) -> None:
-        self.runner.run(self.layer.group_send(TOPIC, {"type": "topic.message", "topic": TOPIC, "text": tag}))
+    def publish(self, tag: str, topic: str = TOPIC) -> None:
+        self.runner.run(self.layer.group_send(topic, {"type": "topic.message", "topic": topic, "text": tag}))
 
     def close(self) -> None:
         self.runner.close()
@@ -84,12 +84,12 @@ class ProductLayerPublisher:
         layer: Any = get_channel_layer()
         self.runner.run(layer.group_send("bench.warmup", {"type": "warmup"}))
 
-    def publish(self, tag: str) -> None:
+    def publish(self, tag: str, topic: str = TOPIC) -> None:
         from shared.current_user import use_current_user
         from shared.messaging import deliver, store_message
 
         with use_current_user(self.user):
-            payload = store_message(TOPIC, tag)
+            payload = store_message(topic, tag)
         self.runner.run(deliver(payload))
 
     def close(self) -> None:
@@ -113,9 +113,9 @@ class HttpPublisher:
         if response.status_code != 302 or "sessionid" not in self.client.cookies:
             raise RuntimeError(f"login failed: {response.status_code} {response.text[:200]}")
 
-    def publish(self, tag: str) -> None:
+    def publish(self, tag: str, topic: str = TOPIC) -> None:
         response = self.client.post(
-            f"/api/topics/{TOPIC}/messages",
+            f"/api/topics/{topic}/messages",
             json={"text": tag},
             headers={"X-CSRFToken": self.client.cookies["csrftoken"]},
         )

@@ -47,12 +47,31 @@ FIGURES: tuple[Figure, ...] = (
     Figure("fanout_http_rate", "fan-out via HTTP API: deliveries/s", "higher"),
     Figure("fanout_http_lost", "fan-out via HTTP API: lost", "zero", 0),
     Figure("fanout_setup_failures", "fan-out: subscribers not connected/subscribed", "zero", 0),
+    Figure("idle_cpu_pct", "idle CPU: server tree, % of a core", "lower", 2),
+    Figure("idle_connected", "idle CPU: connections open (one user each)", "higher", 0),
+    Figure("idle_failures", "idle CPU: connect failures", "zero", 0),
+    Figure("idle_drops", "idle CPU: drops after the window", "zero", 0),
+    Figure("storm_subscribe_s", "storm: time until all subscribed (s)", "lower", 3),
+    Figure("storm_failures", "storm: users not connected/subscribed", "zero", 0),
+    Figure("storm_frames", "storm: frames to the subscribers", "lower", 0),
+    Figure("storm_presence_frames", "storm: presence frames to the subscribers", "lower", 0),
+    Figure("storm_presence_frames_per_user", "storm: presence frames / N", "lower", 2),
+    Figure("storm_traffic_s", "storm: first subscribe to last storm frame (s)", "lower", 2),
+    Figure("storm_unsettled", "storm: client processes not quiet within the timeout", "lower", 0),
+    Figure("storm_late_frames", "storm: frames after the quiet point (baseline not quiet)", "lower", 0),
+    Figure("storm_publish_last_ms", "storm: publish to last delivery, after the storm (ms)", "lower"),
+    Figure("storm_quiet_publish_last_ms", "storm: publish to last delivery, without presence (ms)", "lower"),
+    Figure("storm_lost", "storm: lost", "zero", 0),
     Figure("scenario_errors", "scenario errors (exceptions, crashed servers)", "zero", 0),
 )
 ERROR_FIGURES = tuple(figure.key for figure in FIGURES if figure.better == "zero")
 RATIO_FIGURES = ("connect_rate", "connect_p99_ms", "mem_per_conn_kib", "rr_throughput", "rr_p99_ms", "fanout_rate",
-                 "fanout_p99_ms")  # fmt: skip
+                 "fanout_p99_ms", "idle_cpu_pct", "storm_subscribe_s")  # fmt: skip
 PRODUCTS = {"product-daphne": "daphne-bare", "product-uvicorn": "uvicorn-bare"}
+# Idle CPU under this (% of a core) is below what /proc's 10 ms ticks resolve over a short window: a
+# reference that quiet counts as this much in ratios, so a ratio is never a division by (nearly) zero.
+IDLE_CPU_FLOOR_PCT = 0.1
+FLOORS = {"idle_cpu_pct": IDLE_CPU_FLOOR_PCT}
 
 
 def summarise(reps: list[dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -75,7 +94,7 @@ def ratios(results: dict[str, Any]) -> dict[str, dict[str, float]]:
             column = f"{product}/{reference}"
             out[column] = {}
             for key in RATIO_FIGURES:
-                base = _median(results, reference, key)
+                base = max(_median(results, reference, key), FLOORS.get(key, 0.0))
                 out[column][key] = _median(results, product, key) / base if base and not math.isnan(base) else math.nan
     return out
 
@@ -102,11 +121,30 @@ def targets(results: dict[str, Any], table: dict[str, dict[str, float]]) -> list
         _target("daphne: idle memory/conn <= 1.5x raw", ratio("product-daphne/raw", "mem_per_conn_kib"), 1.5, False),
     ]  # fmt: skip
     for product in PRODUCTS:
+        checks += _issue12_targets(product, results, table)
+    for product in PRODUCTS:
         if product in results:
             worst = [rep.get(key, 0.0) for rep in results[product]["reps"] for key in ERROR_FIGURES]
             total = sum(value for value in worst if not math.isnan(value))
             checks.append(_target(f"{product}: 0 errors, 0 lost (every rep)", total, 0, False))
     return checks
+
+
+def _issue12_targets(product: str, results: dict[str, Any], table: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """Idle CPU and the subscribe storm (issue #12), for one product configuration."""
+    server = product.removeprefix("product-")
+    versus_raw = table.get(f"{product}/raw", {})
+    after = _median(results, product, "storm_publish_last_ms")
+    quiet = _median(results, product, "storm_quiet_publish_last_ms")
+    per_user = _median(results, product, "storm_presence_frames_per_user")
+    return [
+        _target(f"{server}: idle CPU <= 2x raw", versus_raw.get("idle_cpu_pct", math.nan), 2.0, False),
+        _target(f"{server}: subscribe storm <= 5x raw's time", versus_raw.get("storm_subscribe_s", math.nan), 5.0,
+                False),
+        _target(f"{server}: storm presence frames <= 10 x N", per_user, 10.0, False),
+        _target(f"{server}: publish to last delivery after the storm <= 2x without presence",
+                after / quiet if quiet > 0 else math.nan, 2.0, False),
+    ]  # fmt: skip
 
 
 def _cell(stats: dict[str, float] | None, digits: int) -> str:
@@ -140,7 +178,7 @@ def markdown(document: dict[str, Any]) -> str:
         for key in RATIO_FIGURES:
             values = [table[column].get(key, math.nan) for column in columns]
             lines.append(f"| {key} | " + " | ".join("-" if math.isnan(v) else f"{v:.2f}" for v in values) + " |")
-    lines += ["", "### Targets (issue #6)", "", "| target | value | status |", "|---|---:|---|"]
+    lines += ["", "### Targets (issues #6 and #12)", "", "| target | value | status |", "|---|---:|---|"]
     for check in document["targets"]:
         value = "-" if math.isnan(check["value"]) else f"{check['value']:.2f}"
         lines.append(f"| {check['target']} | {value} | {check['status']} |")

@@ -1,9 +1,10 @@
 """One configuration end to end: start its servers, run the scenarios for every repetition, stop them.
 
 Per configuration three servers start together: A (one process: idle memory,
-connect, request/response; restarted for each repetition so memory starts
-from a fresh process), B (a second process for fan-out, A + B share Redis and
-PostgreSQL), and C (two processes on one socket, for the hold).
+connect, request/response, idle CPU, then the subscribe storm; restarted for
+each repetition so memory starts from a fresh process), B (a second process for
+fan-out, A + B share Redis and PostgreSQL), and C (two processes on one socket,
+for the hold).
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from bench.configs import Config
 from bench.context import RunContext, progress
 from bench.infra import ServerProcess, start_all, stop_all
 from bench.publishers import Publisher
-from bench.scenarios import connect, fanout, hold, memory, reqresp
+from bench.scenarios import connect, fanout, hold, idle, memory, reqresp, storm
 
-SCENARIOS = ("memory", "connect", "reqresp", "fanout", "hold")
+SCENARIOS = ("memory", "connect", "reqresp", "idle", "fanout", "storm", "hold")
 PER_SERVER_SCENARIOS: dict[str, Callable[[RunContext, ServerProcess], dict[str, float]]] = {
     "memory": memory.run,
     "connect": connect.run,
     "reqresp": reqresp.run,
+    "idle": idle.run,
     "hold": hold.run,
 }
 HOLD_WORKERS = 2
@@ -60,6 +62,17 @@ def _publishers(
     return made
 
 
+def _storm_publisher(ctx: RunContext, config: Config, server: ServerProcess, stack: ExitStack) -> Publisher:
+    """The storm's publish: a ``publish`` frame over a WebSocket (stock has none: ``group_send``)."""
+    publisher: Publisher
+    if config.kind == "stock":
+        publisher = publishers.StockLayerPublisher(ctx.env["REDIS_URL"])
+    else:
+        publisher = publishers.WsPublisher([server.ws_url], ctx.cookies[0])
+    stack.callback(publisher.close)
+    return publisher
+
+
 class ConfigRun:
     def __init__(
         self, ctx: RunContext, config: Config, scenarios: Sequence[str], reps: int, hold_reps: int | None = None
@@ -91,7 +104,7 @@ class ConfigRun:
         progress(f"  {self.config.name} {what} rep {rep + 1}/{self.reps}: {shown}")
 
     def _per_server(self, rep: int, server: ServerProcess) -> None:
-        for name in ("memory", "connect", "reqresp"):
+        for name in ("memory", "connect", "reqresp", "idle"):
             if name in self.scenarios:
                 scenario = PER_SERVER_SCENARIOS[name]
                 self._record(rep, name, self._guarded(rep, name, partial(scenario, self.ctx, server)))
@@ -125,6 +138,8 @@ class ConfigRun:
                 )
                 for rep, figures in enumerate(results or []):
                     self.figures[rep] |= figures
+            if "storm" in self.scenarios:
+                self._storm(servers, stack)
             if c is not None:
                 progress(
                     f"  {config.name} hold: {ctx.sizes.hold} connections, {HOLD_WORKERS} server processes on one socket"
@@ -139,3 +154,19 @@ class ConfigRun:
                     held = partial(hold.run, ctx, servers[index])
                     self._record(rep, "hold", self._guarded(rep, "hold", held))
         return self.figures
+
+    def _storm(self, servers: list[ServerProcess], stack: ExitStack) -> None:
+        """The subscribe storm on server A (restarted first if it died)."""
+        ctx, config = self.ctx, self.config
+        if not servers[0].alive():
+            servers[0].stop()
+            servers[0] = _server(ctx, config, "a")
+            start_all(servers[:1])
+        server = servers[0]
+        publisher = self._guarded(0, "storm publisher", lambda: _storm_publisher(ctx, config, server, stack))
+        if publisher is None:
+            return
+        progress(f"  {config.name} storm: {ctx.sizes.storm} distinct users subscribe to one topic at once")
+        results = self._guarded(0, "storm", lambda: storm.run(ctx, server, publisher, self.reps, config.name))
+        for rep, figures in enumerate(results or []):
+            self.figures[rep] |= figures

@@ -13,12 +13,14 @@ from bench.loadgen import ClientPool
 PING = '{"type": "ping"}'
 
 
-def pool(ctx: RunContext, urls: Sequence[str], total: int) -> ClientPool:
+def pool(ctx: RunContext, urls: Sequence[str], total: int, cookies: Sequence[str] | None = None) -> ClientPool:
+    """Clients for ``total`` connections; connection i sends ``cookies[i % len(cookies)]`` (default: the shared
+    accounts' sessions, round robin)."""
     sizes = ctx.sizes
     return ClientPool(
         urls,
         total,
-        ctx.cookies,
+        cookies if cookies is not None else ctx.cookies,
         processes=sizes.client_processes,
         concurrency=sizes.connect_concurrency,
         open_timeout=sizes.open_timeout,

@@ -1,0 +1,46 @@
+"""Idle CPU: N idle connections (one user each) to one server process; CPU of its process tree over a window.
+
+After every connection is open and the server has gone quiet (bounded by the
+settle timeout), the user + system CPU time of the server's process tree
+(``/proc/<pid>/stat``, summed over ``bench.proctree.tree_pids``) is read
+before and after a window of ``idle_seconds``; the figure is that CPU time as
+a percentage of one core over the window. What remains is the server's own
+idle work: keepalive pings (every 20 s everywhere; the clients answer) and
+whatever it does per connection or per process on timers. Afterwards every
+connection must still be open and answer a protocol ping (drops).
+"""
+
+from __future__ import annotations
+
+import time
+
+from bench import proctree
+from bench.context import RunContext
+from bench.infra import ServerProcess
+from bench.scenarios.common import close_all, open_all, pool, settle, total
+
+
+def cpu_over_window(server: ServerProcess, seconds: float) -> tuple[float, float]:
+    """CPU seconds of the server's tree and the wall-clock seconds of the window (cut short if it exits)."""
+    before = proctree.tree_cpu_seconds(server.pid)
+    started = time.monotonic()
+    while (elapsed := time.monotonic() - started) < seconds and server.alive():
+        time.sleep(min(0.5, seconds - elapsed))
+    used = proctree.tree_cpu_seconds(server.pid) - before
+    return used, time.monotonic() - started
+
+
+def run(ctx: RunContext, server: ServerProcess) -> dict[str, float]:
+    n = ctx.sizes.idle
+    with pool(ctx, [server.ws_url], n, ctx.distinct_cookies(n)) as clients:
+        opened = open_all(ctx, clients, n)
+        settle(ctx, [server])
+        used, elapsed = cpu_over_window(server, ctx.sizes.idle_seconds)
+        checked = clients.request(120, "check", 10.0)
+        close_all(ctx, clients, [server])
+    return {
+        "idle_cpu_pct": 100.0 * used / elapsed if elapsed > 0 else float("nan"),
+        "idle_connected": float(len(opened["times"])),
+        "idle_failures": float(opened["failures"]),
+        "idle_drops": float(total(checked, "dropped")),
+    }
