@@ -223,6 +223,9 @@ WS_MAX_CONNECTIONS_PER_USER = env_int("WS_MAX_CONNECTIONS_PER_USER", 20, minimum
 # Unsent output per connection (bytes queued in the server for a socket): over it, the
 # connection is aborted (close code 4408 to the application, the client sees 1006).
 WS_MAX_PENDING_BYTES = env_int("WS_MAX_PENDING_BYTES", 1024 * 1024, minimum=64 * 1024)
+# Daphne: a send waits while the socket holds over half of WS_MAX_PENDING_BYTES; after this long
+# without draining below it, the connection is aborted as a slow consumer (4408).
+WS_SEND_TIMEOUT_SECONDS = env_float("WS_SEND_TIMEOUT_SECONDS", 5.0, minimum=0.1)
 # Received frames one connection may hold unconsumed (its consumer busy): at this many, Daphne
 # stops reading the socket (TCP backpressure) until the consumer has taken half.
 WS_MAX_PENDING_FRAMES = env_int("WS_MAX_PENDING_FRAMES", 64, minimum=2)

@@ -16,10 +16,19 @@ in ``ws_connection_attempts_total{outcome="slow_consumer"}`` and logged, and any
 raises :class:`SlowConsumerAborted` (an ``OSError``, as Uvicorn's own
 ``ClientDisconnected``). The client sees an abnormal closure (1006) and
 reconnects, resuming with ``since``. Other connections are unaffected.
+
+Daphne also gets the backpressure it lacks: Twisted buffers every write and
+flushes only when the event loop runs, so a burst of sends (a replay page of
+large messages) would pass the budget even for a client reading at full
+speed. Before each ``websocket.send`` the application therefore waits while
+the socket holds more than half the budget; a reader that leaves it above
+half for ``WS_SEND_TIMEOUT_SECONDS`` is aborted as above. Uvicorn needs no
+such wait: asyncio's transport hands a write to the kernel at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -31,6 +40,8 @@ from ws_service.protocol import CLOSE_SLOW_CONSUMER
 logger = logging.getLogger("ws.output")
 
 ABORTED_FLAG = "_ws_output_budget_aborted"
+# How often a send waiting for room re-checks the socket (only while it waits).
+DRAIN_POLL_SECONDS = 0.01
 
 
 class SlowConsumerAborted(ConnectionAbortedError):
@@ -67,13 +78,51 @@ def _record_abort(pending: int, client: Any) -> None:
     )
 
 
+def send_timeout() -> float:
+    """Seconds a Daphne send may wait for its socket to drain below half the budget."""
+    seconds: float = settings.WS_SEND_TIMEOUT_SECONDS
+    return seconds
+
+
+def _abort_daphne(protocol: Any, pending: int) -> None:
+    """Abort a Daphne WebSocket for unsent output: free its buffer, tell the application."""
+    setattr(protocol, ABORTED_FLAG, True)
+    _record_abort(pending, getattr(protocol, "client_addr", None))
+    if hasattr(protocol, "application_queue"):
+        protocol.application_queue.put_nowait({"type": "websocket.disconnect", "code": CLOSE_SLOW_CONSUMER})
+    protocol.muted = True  # Daphne's onClose sends no second disconnect
+    protocol.transport.abortConnection()
+    _drop_twisted_buffers(protocol.transport)
+
+
+async def wait_for_room(protocol: Any) -> None:
+    """Wait while a Daphne socket holds more than half the budget; abort it after ``send_timeout()``."""
+    transport = getattr(protocol, "transport", None)
+    if transport is None or getattr(protocol, ABORTED_FLAG, False):
+        return
+    low_water = budget() // 2
+    if twisted_pending_bytes(transport) <= low_water:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + send_timeout()
+    while (pending := twisted_pending_bytes(transport)) > low_water:
+        if getattr(protocol, ABORTED_FLAG, False) or getattr(transport, "disconnected", False):
+            return
+        if loop.time() >= deadline:
+            _abort_daphne(protocol, pending)
+            return
+        await asyncio.sleep(DRAIN_POLL_SECONDS)
+
+
 def install_daphne() -> None:
-    """Patch ``daphne.ws_protocol.WebSocketProtocol`` (idempotent): check the budget after every send."""
+    """Patch Daphne (idempotent): wait for room before a send, check the budget after it."""
+    from daphne.server import Server
     from daphne.ws_protocol import WebSocketProtocol
 
     if getattr(WebSocketProtocol, "_ws_output_budget_patch", False):
         return
     original = WebSocketProtocol.handle_reply
+    original_server_reply = Server.handle_reply
 
     def handle_reply(self: Any, message: dict[str, Any]) -> None:
         if getattr(self, ABORTED_FLAG, False):
@@ -85,15 +134,15 @@ def install_daphne() -> None:
             return
         pending = twisted_pending_bytes(self.transport)
         if pending > budget():
-            setattr(self, ABORTED_FLAG, True)
-            _record_abort(pending, getattr(self, "client_addr", None))
-            if hasattr(self, "application_queue"):
-                self.application_queue.put_nowait({"type": "websocket.disconnect", "code": CLOSE_SLOW_CONSUMER})
-            self.muted = True  # Daphne's onClose sends no second disconnect
-            self.transport.abortConnection()
-            _drop_twisted_buffers(self.transport)
+            _abort_daphne(self, pending)
+
+    async def server_handle_reply(self: Any, protocol: Any, message: dict[str, Any]) -> None:
+        if message.get("type") == "websocket.send":
+            await wait_for_room(protocol)
+        await original_server_reply(self, protocol, message)
 
     WebSocketProtocol.handle_reply = handle_reply
+    Server.handle_reply = server_handle_reply
     WebSocketProtocol._ws_output_budget_patch = True
 
 

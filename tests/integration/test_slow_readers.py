@@ -159,3 +159,33 @@ async def test_a_slow_reader_of_a_busy_topic_is_aborted_and_others_get_everythin
         await asyncio.gather(*(ws.close() for ws in victims))
     print(f"\n{ws_server.env['WS_SERVER']}: RSS {rss_before:.1f} -> {rss_after:.1f} MiB")
     assert rss_after - rss_before <= RSS_BOUND_MIB
+
+
+async def test_a_reader_at_full_speed_gets_a_replay_many_budgets_long(ws_server: DaphneServer) -> None:
+    """Backpressure, not an abort, for a client that reads: 400 × 12 KB replayed twice (about 9 budgets).
+
+    Daphne writes a whole replay page before the loop flushes any of it, so
+    without waiting for room its unsent output passes the budget and even a
+    fast reader is aborted as a slow consumer.
+    """
+    prefix = f"fast-{ws_server.env['WS_SERVER']}"
+    reader_key, _, author = await sync_to_async(_users)(prefix)
+    stored = await sync_to_async(_store)(author, f"room.{prefix}", HISTORY)
+    aborts_before = await asyncio.to_thread(_slow_consumer_aborts, ws_server)
+    ws = await open_ws(ws_server.ws_url, cookie=f"sessionid={reader_key}")
+    try:
+        assert (await recv_json(ws))["type"] == "welcome"
+        for _ in range(2):
+            await send_json(ws, {"type": "unsubscribe", "topic": f"room.{prefix}"})
+            await send_json(ws, {"type": "subscribe", "topic": f"room.{prefix}", "since": 0})
+            ids = []
+            while len(ids) < len(stored):
+                frame = await recv_json(ws, 30)
+                if frame["type"] == "message":
+                    ids.append(frame["id"])
+            assert ids == [payload["id"] for payload in stored]
+        await send_json(ws, {"type": "ping"})
+        assert (await recv_type(ws, "pong", wait=10))["type"] == "pong"
+    finally:
+        await ws.close()
+    assert await asyncio.to_thread(_slow_consumer_aborts, ws_server) == aborts_before
