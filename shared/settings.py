@@ -221,6 +221,8 @@ WS_MAX_CONNECTIONS_PER_USER = env_int("WS_MAX_CONNECTIONS_PER_USER", 20, minimum
 WS_MAX_PENDING_BYTES = env_int("WS_MAX_PENDING_BYTES", 1024 * 1024, minimum=64 * 1024)
 # Messages one subscribe (or one gap fill) replays; beyond, a more_history frame says where to continue.
 WS_REPLAY_MAX_MESSAGES = env_int("WS_REPLAY_MAX_MESSAGES", 1000, minimum=1)
+# A connection announces at most one typing indicator per topic per this many seconds.
+WS_TYPING_INTERVAL_SECONDS = env_float("WS_TYPING_INTERVAL_SECONDS", 2.0, minimum=0.0)
 # Topics one connection may follow at once; one more gets error too_many_subscriptions.
 WS_MAX_SUBSCRIPTIONS_PER_CONNECTION = env_int("WS_MAX_SUBSCRIPTIONS_PER_CONNECTION", 100, minimum=1)
 # Per client address (an IPv6 address counts by its /64), per process: a token bucket of
