@@ -38,7 +38,7 @@ async def on_typing(consumer: KernelConsumer, message: dict[str, Any]) -> None:
         "connection_id": consumer.scope["connection_id"],
     }
     with reported_as_unavailable("typing", topic):
-        await get_channel_layer().group_send(topic_group(topic), event)  # type: ignore[union-attr]
+        await get_channel_layer().group_send(topic_group(topic), event)
 
 
 async def topic_typing(consumer: KernelConsumer, event: dict[str, Any]) -> None:
