@@ -63,6 +63,8 @@ class LayerMonitor:
                 "%s: restoring %d groups of %d connections", reason, len(node.local), len(registry.connections)
             )
             await node.rejoin()
+        else:
+            await get_node().refresh_if_due()
         for shard in shards:
             await shard.set(self.sentinel, "1", ex=SENTINEL_TTL_SECONDS)
         self._sentinel_planted = True

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -63,6 +64,7 @@ class Node:
         self.channel: str | None = None
         self._membership = asyncio.Lock()  # keeps each group's group_add/group_discard in order
         self._task: asyncio.Task[None] | None = None
+        self.refreshed_at = time.monotonic()
 
     def _layer(self) -> Any:
         layer = get_channel_layer()
@@ -124,6 +126,19 @@ class Node:
         async with self._membership:
             if self.local:
                 await self._layer().group_add_many(list(self.local), self.channel)
+            self.refreshed_at = time.monotonic()
+
+    async def refresh_if_due(self) -> bool:
+        """Re-add every membership once half the layer's ``group_expiry`` has passed since the last time.
+
+        channels-redis drops a membership older than ``group_expiry`` (a day
+        by default) on the next ``group_send``; the node's memberships live as
+        long as the process, so they are renewed well before that.
+        """
+        if time.monotonic() - self.refreshed_at < self._layer().group_expiry / 2:
+            return False
+        await self.rejoin()
+        return True
 
     def dispatch(self, event: dict[str, Any]) -> int:
         """Hand ``event`` to every local member of its group; how many got it."""

@@ -149,3 +149,20 @@ def test_event_group_reads_the_group_key_and_falls_back_to_the_topic() -> None:
     assert event_group(_message("room.x", 1)) == topic_group("room.x")
     assert event_group({"type": "topic.presence", "topic": "room.y"}) == topic_group("room.y")
     assert event_group({"type": "deliver", "payload": {}}) is None
+
+
+async def test_memberships_are_renewed_before_the_layer_expires_them() -> None:
+    node = Node()
+    inbox = Inbox()
+    group = user_group(9301)
+    await node.join(inbox, [group])
+    layer: Any = get_channel_layer()
+    connection = layer.connection(layer.consistent_hash(group))
+    assert node.channel is not None
+    joined_at = await connection.zscore(layer._group_key(group), node.channel)
+    assert not await node.refresh_if_due()  # fresh: no round trip
+    node.refreshed_at -= layer.group_expiry / 2 + 1
+    await asyncio.sleep(1.1)  # group_add scores are wall-clock seconds
+    assert await node.refresh_if_due()
+    assert await connection.zscore(layer._group_key(group), node.channel) > joined_at
+    await node.leave_all(inbox)
