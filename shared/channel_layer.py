@@ -40,6 +40,9 @@ from redis.backoff import ExponentialBackoff
 from shared.redis_topology import RedisTopology
 
 BACKEND = "shared.channel_layer.RedisChannelLayer"
+# Added by ``group_send`` to every event: the group it was sent to, so a ws process that
+# receives every group's events on its one channel (``ws_service.node``) can fan them out.
+GROUP_KEY = "__group__"
 
 
 class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
@@ -80,6 +83,10 @@ class RedisChannelLayer(_StockRedisChannelLayer):  # type: ignore[misc]
 
     def create_pool(self, index: int) -> ConnectionPool:
         return create_blocking_pool(self.hosts[index])
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        """channels-redis ``group_send``, with the group's name in the event (:data:`GROUP_KEY`)."""
+        await super().group_send(group, {**message, GROUP_KEY: group})
 
     def _groups_by_shard(self, groups: Iterable[str], channel: str) -> dict[int, list[str]]:
         assert self.require_valid_channel_name(channel), "Channel name not valid"

@@ -231,6 +231,8 @@ WS_SEND_TIMEOUT_SECONDS = env_float("WS_SEND_TIMEOUT_SECONDS", 5.0, minimum=0.1)
 WS_MAX_PENDING_FRAMES = env_int("WS_MAX_PENDING_FRAMES", 64, minimum=2)
 # Messages one subscribe (or one gap fill) replays; beyond, a more_history frame says where to continue.
 WS_REPLAY_MAX_MESSAGES = env_int("WS_REPLAY_MAX_MESSAGES", 1000, minimum=1)
+# A connection announces at most one typing indicator per topic per this many seconds.
+WS_TYPING_INTERVAL_SECONDS = env_float("WS_TYPING_INTERVAL_SECONDS", 2.0, minimum=0.0)
 # Topics one connection may follow at once; one more gets error too_many_subscriptions.
 WS_MAX_SUBSCRIPTIONS_PER_CONNECTION = env_int("WS_MAX_SUBSCRIPTIONS_PER_CONNECTION", 100, minimum=1)
 # Per client address (an IPv6 address counts by its /64), per process: a token bucket of

@@ -5,8 +5,9 @@ persistence, or someone runs FLUSHALL, every group is gone: sockets stay open
 but silently stop receiving. Each ws process keeps a sentinel key on every
 Redis the layer uses (each of ``CHANNEL_LAYER_SHARDS``, else the one Redis).
 Every ``WS_LAYER_CHECK_INTERVAL`` seconds, while it has connections, it
-checks those keys. If Redis was unreachable, or the key is gone, every live
-connection re-adds its groups. Presence entries are re-added by the presence
+checks those keys. If Redis was unreachable, or the key is gone, the
+process's node (``ws_service.node``) re-adds every group it is in, in one
+pipelined round trip per shard. Presence entries are re-added by the presence
 tracker's refresh.
 """
 
@@ -22,8 +23,8 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from ws_service.loop_local import LoopLocal
+from ws_service.node import get_node
 from ws_service.registry import registry
-from ws_service.topic_hub import get_hub
 
 logger = logging.getLogger("ws.layer")
 
@@ -57,10 +58,13 @@ class LayerMonitor:
             return
         if self.down or (self._sentinel_planted and not alive):
             reason = "Redis is back" if self.down else "Redis lost this process's state (restart or FLUSHALL)"
-            logger.warning("%s: restoring groups of %d connections", reason, len(registry.connections))
-            for connection in list(registry.connections):
-                await connection.rejoin_groups()
-            await get_hub().rejoin()
+            node = get_node()
+            logger.warning(
+                "%s: restoring %d groups of %d connections", reason, len(node.local), len(registry.connections)
+            )
+            await node.rejoin()
+        else:
+            await get_node().refresh_if_due()
         for shard in shards:
             await shard.set(self.sentinel, "1", ex=SENTINEL_TTL_SECONDS)
         self._sentinel_planted = True

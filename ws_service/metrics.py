@@ -131,41 +131,36 @@ DRAINS_IN_PROGRESS = Gauge(
 
 # -- frames ----------------------------------------------------------------------
 
-# What clients may send (ws_service.consumers.HANDLERS), plus INVALID and UNKNOWN.
-CLIENT_TYPES: Final = ("ping", "whoami", "subscribe", "unsubscribe", "publish", "presence")
+# What clients may send and what the server sends: the types registered in ws_service.frames
+# (each feature's), plus INVALID and UNKNOWN. Payloads pushed with shared.push have other types: UNKNOWN.
 MESSAGES_RECEIVED = Counter(
     "ws_messages_received",
     "Frames handled by the consumer, by type (invalid: unparsable; unknown: a type the protocol lacks). "
     'Frames dropped by the rate limit are in ws_error_frames_total{code="rate_limited"}.',
     ["type"],
 )
-RECEIVED: Final = {name: MESSAGES_RECEIVED.labels(name) for name in (*CLIENT_TYPES, INVALID, UNKNOWN)}
+RECEIVED: Final = {name: MESSAGES_RECEIVED.labels(name) for name in (INVALID, UNKNOWN)}
 RECEIVED_UNKNOWN: Final = RECEIVED[UNKNOWN]
 RECEIVED_INVALID: Final = RECEIVED[INVALID]
 
-# What the server sends (docs/asyncapi.yaml); payloads pushed with shared.push have other types: UNKNOWN.
-SERVER_TYPES: Final = (
-    "welcome",
-    "subscribed",
-    "more_history",
-    "unsubscribed",
-    "ack",
-    "message",
-    "presence",
-    "presence_diff",
-    "pong",
-    "whoami",
-    "notification",
-    "error",
-)
 MESSAGES_SENT = Counter(
     "ws_messages_sent",
     "Frames sent to clients, by type (unknown: application payloads pushed with shared.push).",
     ["type"],
 )
-SENT: Final = {name: MESSAGES_SENT.labels(name) for name in (*SERVER_TYPES, UNKNOWN)}
+SENT: Final = {name: MESSAGES_SENT.labels(name) for name in ("error", UNKNOWN)}
 SENT_UNKNOWN: Final = SENT[UNKNOWN]
 SENT_ERROR: Final = SENT["error"]
+
+
+def track_received_type(name: str) -> None:
+    """Give a registered client frame type its own ``ws_messages_received`` label."""
+    RECEIVED.setdefault(name, MESSAGES_RECEIVED.labels(name))
+
+
+def track_sent_type(name: str) -> None:
+    """Give a registered server frame type its own ``ws_messages_sent`` label."""
+    SENT.setdefault(name, MESSAGES_SENT.labels(name))
 
 
 def count_sent(frame_type: object) -> None:

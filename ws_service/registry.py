@@ -1,7 +1,7 @@
 """The live connections of this ws process, and whether it is draining.
 
-Used to drain on SIGTERM (close every connection with 1012, let each clean up)
-and to restore channel-layer groups after Redis lost them.
+Used to drain on SIGTERM (close every connection with 1012, let each clean up).
+Group memberships are the node's (``ws_service.node``).
 """
 
 from __future__ import annotations
@@ -17,9 +17,6 @@ from ws_service import metrics
 class LiveConnection(Protocol):
     async def drain(self) -> None:
         """Close with 1012; cleanup runs in the consumer's disconnect handler."""
-
-    async def rejoin_groups(self) -> None:
-        """Add this connection to all its channel-layer groups again."""
 
 
 class Registry:

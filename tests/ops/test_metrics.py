@@ -205,6 +205,7 @@ import sys
 from ws_service import metrics
 
 metrics.CONNECTIONS_OPEN.inc(int(sys.argv[1]))
+metrics.track_received_type("ping")  # what registering the ping feature does
 metrics.RECEIVED["ping"].inc(3)
 metrics.handshake_decided(metrics.handshake_started({"type": "websocket"}), metrics.OUTCOME_ACCEPTED)
 metrics.count_error("bad_json")

@@ -442,7 +442,7 @@ async def test_the_layer_monitor_notices_a_flushed_shard_and_restores_its_groups
     from channels.layers import channel_layers
 
     from ws_service.layer_monitor import LayerMonitor
-    from ws_service.topic_hub import get_hub
+    from ws_service.node import get_node
 
     topology = redis_topology(master.url, shards=",".join(server.url for server in shards))
     config = channel_layers_config(
@@ -461,9 +461,8 @@ async def test_the_layer_monitor_notices_a_flushed_shard_and_restores_its_groups
 
         inbox = Inbox()
         topics = [f"room.mon{i}" for i in range(8)]  # spread over both shards
-        hub = get_hub()
-        for topic in topics:
-            await hub.subscribe(topic, inbox)
+        node = get_node()
+        await node.join(inbox, [f"topic.{topic}" for topic in topics])
         monitor = LayerMonitor()
         await monitor.check()  # plants the sentinel on every shard
         for server in shards:
@@ -476,7 +475,6 @@ async def test_the_layer_monitor_notices_a_flushed_shard_and_restores_its_groups
             await layer.group_send(f"topic.{topic}", {"type": "topic.presence", "topic": topic})
         await asyncio.wait_for(all_arrived.wait(), 5)
         assert sorted(str(event["topic"]) for event in received) == sorted(topics)
-        for topic in topics:
-            await hub.unsubscribe(topic, inbox)
+        await node.leave_all(inbox)
         await layer.flush()
     channel_layers.backends = {}

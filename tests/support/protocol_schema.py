@@ -45,3 +45,8 @@ def validate_frame(frame: dict[str, Any], direction: Direction) -> None:
     assert frame_type in validators, f"{direction} frame type {frame_type!r} is not in docs/asyncapi.yaml"
     errors = sorted(validators[frame_type].iter_errors(frame), key=str)
     assert not errors, f"{direction} frame {frame!r} violates docs/asyncapi.yaml: {errors[0].message}"
+
+
+def frame_types(direction: Direction) -> set[str]:
+    """The frame types docs/asyncapi.yaml lists for frames sent by ``direction``."""
+    return set(_validators(direction))

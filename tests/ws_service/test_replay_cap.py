@@ -9,6 +9,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
+from django.test import override_settings
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from shared import messaging
@@ -164,16 +165,27 @@ async def test_subscriptions_per_connection_are_capped(settings: SettingsWrapper
     await alice.disconnect()
 
 
-async def test_a_full_topic_event_queue_warns_once_per_overflow(caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_full_event_queue_warns_once_per_overflow(caplog: pytest.LogCaptureFixture) -> None:
     consumer = ConnectionConsumer()
-    consumer.topic_events = asyncio.Queue(maxsize=4)
-    with caplog.at_level("WARNING", logger="ws.consumer"):
+    consumer.events = asyncio.Queue()
+    with override_settings(CHANNEL_LAYER_CAPACITY=4), caplog.at_level("WARNING", logger="ws.consumer"):
         for n in range(50):
             consumer.deliver_local({"type": "topic.message", "n": n})
-        assert consumer.topic_events.qsize() == 4
+        assert consumer.events.qsize() == 4
         assert len([r for r in caplog.records if "queue full" in r.message]) == 1
         for _ in range(3):  # drained below half: the next overflow warns again
-            consumer.topic_events.get_nowait()
+            consumer.events.get_nowait()
         for n in range(10):
             consumer.deliver_local({"type": "topic.message", "n": n})
     assert len([r for r in caplog.records if "queue full" in r.message]) == 2
+
+
+def test_a_revocation_is_queued_even_when_the_event_queue_is_full() -> None:
+    consumer = ConnectionConsumer()
+    consumer.events = asyncio.Queue()
+    with override_settings(CHANNEL_LAYER_CAPACITY=2):
+        for n in range(5):
+            consumer.deliver_local({"type": "topic.message", "n": n})
+        consumer.deliver_local({"type": "auth.revoked", "reason": "logout"})
+    assert consumer.events.qsize() == 3
+    assert [consumer.events.get_nowait()["type"] for _ in range(3)][-1] == "auth.revoked"

@@ -11,10 +11,14 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import HttpCommunicator, WebsocketCommunicator
+from django.contrib.auth.models import User
 
+from shared.groups import user_group
+from shared.topics import topic_group
 from tests.support.communicators import receive_message, send_message, ws_communicator
 from tests.support.users import make_user, session_key_for
 from ws_service.consumers import ConnectionConsumer
+from ws_service.node import get_node
 from ws_service.protocol import CLOSE_SERVICE_RESTART
 from ws_service.registry import registry
 
@@ -68,19 +72,18 @@ async def test_cleanup_runs_after_a_handler_exception(monkeypatch: pytest.Monkey
     async def broken(self: ConnectionConsumer, message: dict[str, Any]) -> None:
         raise RuntimeError("bug")
 
-    observer = await _connect("observer")
-    await send_message(observer, {"type": "subscribe", "topic": "room.cleanup"})
-    await _next_of(observer, "presence_diff")
     alice = await _connect("alice")
+    alice_id = await sync_to_async(lambda: User.objects.get(username="alice").pk)()
     await send_message(alice, {"type": "subscribe", "topic": "room.cleanup"})
     await _next_of(alice, "subscribed")
-    assert (await _next_of(observer, "presence_diff"))["joined"][0]["username"] == "alice"
+    node = get_node()
+    assert {user_group(alice_id), topic_group("room.cleanup")} <= set(node.local)
     monkeypatch.setitem(__import__("ws_service.consumers").consumers.HANDLERS, "ping", broken)
     await send_message(alice, {"type": "ping"})
     assert (await _next_of(alice, "error"))["code"] == "internal"
     await alice.disconnect()
-    assert (await _next_of(observer, "presence_diff"))["left"][0]["username"] == "alice"
-    await observer.disconnect()
+    # The cleanup left the user's and the topic's groups (the last local member of each).
+    assert not {user_group(alice_id), topic_group("room.cleanup")} & set(node.local)
 
 
 async def test_a_broken_channel_layer_event_is_logged_and_ignored() -> None:
@@ -101,11 +104,10 @@ async def test_a_broken_channel_layer_event_is_logged_and_ignored() -> None:
 async def test_drain_closes_with_1012_and_cleans_up(not_draining: None) -> None:
     observer = await _connect("observer")
     await send_message(observer, {"type": "subscribe", "topic": "room.drain"})
-    await _next_of(observer, "presence_diff")
+    await _next_of(observer, "subscribed")
     alice = await _connect("alice")
     await send_message(alice, {"type": "subscribe", "topic": "room.drain"})
     await _next_of(alice, "subscribed")
-    await _next_of(observer, "presence_diff")
 
     draining = asyncio.ensure_future(registry.drain(grace=5))
     for communicator in (alice, observer):

@@ -1,0 +1,285 @@
+"""The consumer kernel: the transport behaviour every WebSocket consumer of this service shares.
+
+:class:`KernelConsumer` authenticates nothing itself (the middleware stack
+did) but refuses what the stack marked: draining (1012), authentication
+unavailable (4013), anonymous (4401). It then joins the connection's groups
+through the process's node (its user, its session, ``broadcast``), registers
+it for draining, and dispatches:
+
+* client frames by ``type`` to the handlers of its :class:`FrameRegistry`
+  (``frames``), with metrics, error frames for client mistakes and an
+  ``internal`` error for a bug, never a dead socket;
+* channel-layer events (``group_send`` from any process) by ``type``, first
+  to the registry's event handlers, then, as Channels does, to the method
+  named after the type (``"chat.message"`` runs ``chat_message``).
+
+A consumer holds no channel-layer channel and no receive task of its own:
+the node reads the process's one channel and queues each event here.
+
+Subclass it for a consumer on another path::
+
+    class EchoConsumer(KernelConsumer):
+        frames = FrameRegistry()   # this path's own message types
+
+and register handlers on that registry (see docs/extending.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, ClassVar
+
+from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.utils import await_many_dispatch
+from django.conf import settings
+from redis.exceptions import RedisError
+
+from shared.groups import BROADCAST_GROUP, user_group
+from shared.revocation import REVOKED_EVENT
+from ws_service import metrics
+from ws_service.frames import FrameRegistry, frames
+from ws_service.layer_monitor import get_monitor
+from ws_service.node import get_node
+from ws_service.protocol import (
+    CLOSE_SERVICE_RESTART,
+    CLOSE_TRY_AGAIN_LATER,
+    CLOSE_UNAUTHENTICATED,
+    ErrorCode,
+    ProtocolError,
+    encode,
+    error_frame,
+    parse_frame,
+)
+from ws_service.registry import registry
+
+logger = logging.getLogger("ws.consumer")
+
+LAYER_ERRORS = (RedisError, OSError)
+# Events queued beyond the capacity anyway: losing one would leave a revoked connection open.
+ESSENTIAL_EVENTS = frozenset({REVOKED_EVENT})
+
+
+def user_payload(user: Any) -> dict[str, Any]:
+    """How frames describe a user."""
+    return {"id": user.pk, "username": user.get_username()}
+
+
+class KernelConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels ships no type hints
+    """One authenticated client connection with the service's transport behaviour.
+
+    ``state`` holds each feature's per-connection state under the feature's
+    name. ``lagging`` is true while the event queue overflowed and has not
+    drained to half since (topic messages dropped then are refilled from the
+    database).
+    """
+
+    frames: ClassVar[FrameRegistry] = FrameRegistry()
+    state: dict[str, Any]
+    closing: bool
+    gone: bool
+    events: asyncio.Queue[dict[str, Any]]
+    lagging: bool = False
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Dispatch client frames and the events the node queues, one at a time."""
+        self.scope = scope
+        self.state = {}
+        self.closing = False
+        self.gone = False  # a send failed: the client is gone and its disconnect event follows
+        self.channel_layer = None  # the node owns the process's channel
+        self.channel_name = None
+        self.base_send = send
+        self.events = asyncio.Queue()
+        try:
+            await await_many_dispatch([receive, self.events.get], self.dispatch)
+        except StopConsumer:
+            pass
+        finally:
+            registry.discard(self)
+
+    @property
+    def user(self) -> Any:
+        """The connection's authenticated user (``scope["user"]``)."""
+        return self.scope["user"]
+
+    def connection_groups(self) -> list[str]:
+        """The groups joined on connect: the user's, the session's, ``broadcast`` and the class's ``groups``.
+
+        ``groups`` is Channels' class attribute: a subclass listing group
+        names there joins them on connect and leaves them on disconnect.
+        """
+        groups = [user_group(self.user.pk), BROADCAST_GROUP]
+        if self.scope.get("session_group"):
+            groups.append(self.scope["session_group"])
+        return [*groups, *(self.groups or ())]
+
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        """Channels' handler without its per-connection ``group_add``: the node joins groups."""
+        await self.connect()
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        """Channels' handler without its per-connection ``group_discard``: the node leaves groups."""
+        await self.disconnect(message.get("code", 1000))
+        raise StopConsumer()
+
+    def deliver_local(self, event: dict[str, Any]) -> None:
+        """An event from the node; never blocks.
+
+        At most ``CHANNEL_LAYER_CAPACITY`` events wait (each shared with every
+        local member, so a lagging connection costs pointers, not copies);
+        beyond that, events are dropped except :data:`ESSENTIAL_EVENTS`. One
+        warning per overflow, not one per dropped event.
+        """
+        queue = self.events
+        capacity: int = settings.CHANNEL_LAYER_CAPACITY
+        if queue.qsize() >= capacity and event.get("type") not in ESSENTIAL_EVENTS:
+            if not self.lagging:
+                logger.warning("event queue full; dropping (topic messages are refilled from the database)")
+            self.lagging = True
+            return
+        queue.put_nowait(event)
+        if self.lagging and queue.qsize() <= capacity // 2:
+            self.lagging = False
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Run a handler; an unexpected exception is logged once and never kills the socket.
+
+        Unlike Channels' own dispatch, no ``aclose_old_connections()`` thread
+        hop runs before every handler (it halves echo throughput): every
+        database call goes through ``database_sync_to_async``, which closes
+        stale connections around the work itself.
+        """
+        try:
+            event_handler = self.frames.events.get(message["type"])
+            if event_handler is not None:
+                await event_handler(self, message)
+                return
+            handler = getattr(self, get_handler_name(message), None)
+            if handler is None:
+                raise ValueError(f"no handler for message type {message['type']!r}")
+            await handler(message)
+        except StopConsumer:
+            raise
+        except Exception:
+            logger.exception("unhandled error while handling %s", message.get("type"))
+            if message.get("type") == "websocket.receive":
+                await self.send_error(ErrorCode.INTERNAL, "the server failed to handle this message", {})
+            elif message.get("type") == "websocket.connect":
+                metrics.handshake_decided(self.scope, metrics.OUTCOME_ERROR)
+                await self.close(code=CLOSE_TRY_AGAIN_LATER, reason="internal error")
+
+    async def drain(self) -> None:
+        """Close with 1012 (service restart); the disconnect handler cleans up."""
+        await self.close(code=CLOSE_SERVICE_RESTART, reason="server restarting, reconnect")
+
+    async def connect(self) -> None:
+        if registry.draining:
+            # Accepted only to say "restarting, reconnect" (1012): a refused handshake (403)
+            # reads as final to clients; this one accepted in the last moment before the
+            # listening socket closed should simply try again, reaching another replica.
+            metrics.handshake_decided(self.scope, metrics.OUTCOME_DRAINING)
+            await self.accept()
+            await self.drain()
+            return
+        await self.accept()
+        if self.scope.get("auth_unavailable"):
+            metrics.handshake_decided(self.scope, metrics.OUTCOME_UNAVAILABLE)
+            await self.close(code=CLOSE_TRY_AGAIN_LATER, reason="authentication unavailable")
+            return
+        if not self.user.is_authenticated:
+            metrics.handshake_decided(self.scope, metrics.OUTCOME_UNAUTHENTICATED)
+            await self.close(code=CLOSE_UNAUTHENTICATED, reason="authentication required")
+            return
+        try:
+            await get_node().join(self, self.connection_groups())  # at most one pipelined round trip
+        except LAYER_ERRORS as exc:
+            logger.error("channel layer unavailable on connect: %s", exc)
+            metrics.handshake_decided(self.scope, metrics.OUTCOME_UNAVAILABLE)
+            await self.close(code=CLOSE_TRY_AGAIN_LATER, reason="channel layer unavailable")
+            return
+        registry.add(self)
+        get_monitor().ensure_running()
+        metrics.handshake_decided(self.scope, metrics.OUTCOME_ACCEPTED)
+        logger.info("connected")
+        await self.welcome()
+
+    async def welcome(self) -> None:
+        """The first frame of an accepted connection."""
+        await self.send_message(
+            {"type": "welcome", "user": user_payload(self.user), "connection_id": self.scope["connection_id"]}
+        )
+
+    async def disconnect(self, code: int) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        await self.frames.emit("disconnect", self)
+        node = get_node()
+        joined = node.groups_of(self)
+        try:
+            await node.leave(self, joined)
+        except LAYER_ERRORS as exc:
+            logger.warning("could not leave groups %s: %s", joined, exc)
+        if joined:
+            logger.info("disconnected with code %s", code)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            message = parse_frame(text_data, bytes_data)
+        except ProtocolError as error:
+            metrics.RECEIVED_INVALID.inc()
+            await self.send_error(error.code, error.detail, {})
+            return
+        try:
+            frame_type = message["type"]
+            handler = self.frames.requests.get(frame_type)
+            if handler is None:
+                metrics.RECEIVED_UNKNOWN.inc()
+                raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {frame_type[:64]!r}")
+            metrics.RECEIVED.get(frame_type, metrics.RECEIVED_UNKNOWN).inc()
+            await handler(self, message)
+        except ProtocolError as error:
+            await self.send_error(error.code, error.detail, message)
+
+    async def send_message(self, message: dict[str, Any]) -> None:
+        await self.send_encoded(encode(message), message.get("type"))
+
+    async def send_encoded(self, text: str, frame_type: object) -> None:
+        """A frame already encoded as JSON text; nothing once the client is gone.
+
+        Output beyond ``WS_MAX_PENDING_BYTES`` aborts the socket
+        (``ws_service.output_budget``): the send raises ``OSError`` here.
+        """
+        if self.gone:
+            return
+        try:
+            await self.send(text_data=text)
+        except OSError as exc:
+            # Aborted for unsent output (ws_service.output_budget) or Uvicorn's ClientDisconnected:
+            # the disconnect event is queued and runs the cleanup once this handler returns.
+            logger.info("client gone, not sending: %s", exc)
+            self.gone = True
+            return
+        metrics.count_sent(frame_type)
+
+    async def send_error(self, code: str, detail: str, request: dict[str, Any]) -> None:
+        """An error frame (echoing the request's valid ``ref``), counted by code."""
+        metrics.count_error(code)
+        await self.send_message(error_frame(code, detail, request))
+
+    # -- channel-layer events every connection handles ---------------------
+
+    async def deliver(self, event: dict[str, Any]) -> None:
+        """A payload pushed through the channel layer (``shared.push``), forwarded unchanged."""
+        await self.send_message(event["payload"])
+
+    async def auth_revoked(self, event: dict[str, Any]) -> None:
+        """The session or the user's credentials ended: close with 4401."""
+        logger.info("closing: %s", event.get("reason", "revoked"))
+        await self.close(code=CLOSE_UNAUTHENTICATED, reason=str(event.get("reason", "revoked"))[:100])
+
+
+frames.sends("welcome", "error", "notification")

@@ -1,0 +1,180 @@
+"""The per-process node: one channel-layer channel and one membership per group for the whole process.
+
+Connections never touch the channel layer themselves. A connection asks the
+node to :meth:`Node.join` groups (its user, its session, ``broadcast``, each
+topic it follows); the node joins a group in Redis only when its first local
+member needs it, and leaves it when the last one goes. Redis thus holds one
+membership per process per group, and a ``group_send`` stores one copy per
+process, not one per connection.
+
+The node reads its one channel in one task and hands each event to every
+local member of the event's group (the group's name travels in the event,
+see :data:`shared.channel_layer.GROUP_KEY`); the connection then dispatches
+it by its ``type`` as Channels does (``"chat.message"`` runs
+``chat_message``). A topic message is JSON-encoded once here for every local
+subscriber.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from channels.layers import get_channel_layer
+from redis.exceptions import RedisError
+
+from shared.channel_layer import GROUP_KEY
+from shared.messaging import TOPIC_MESSAGE_EVENT
+from shared.topics import topic_group
+from ws_service.loop_local import LoopLocal
+from ws_service.protocol import encode
+
+logger = logging.getLogger("ws.node")
+
+LAYER_ERRORS = (RedisError, OSError)
+# A topic message's frame, JSON-encoded once here instead of once per connection.
+ENCODED_KEY = "encoded"
+RETRY_MAX_SECONDS = 5.0
+
+
+class Member(Protocol):
+    def deliver_local(self, event: dict[str, Any]) -> None:
+        """Queue an event for this connection (never blocks)."""
+
+
+def event_group(event: dict[str, Any]) -> str | None:
+    """The group an event was sent to; events without the name (a stock layer) fall back to their topic."""
+    group = event.get(GROUP_KEY)
+    if isinstance(group, str):
+        return group
+    topic = event.get("topic")
+    if topic is None and isinstance(event.get("message"), dict):
+        topic = event["message"].get("topic")
+    return topic_group(topic) if isinstance(topic, str) else None
+
+
+class Node:
+    """This process's group memberships, its channel and the task that fans events out."""
+
+    def __init__(self) -> None:
+        self.local: dict[str, set[Member]] = {}
+        self.channel: str | None = None
+        self._membership = asyncio.Lock()  # keeps each group's group_add/group_discard in order
+        self._task: asyncio.Task[None] | None = None
+        self.refreshed_at = time.monotonic()
+
+    def _layer(self) -> Any:
+        layer = get_channel_layer()
+        assert layer is not None, "CHANNEL_LAYERS is not configured"
+        return layer
+
+    async def join(self, member: Member, groups: Iterable[str]) -> None:
+        """Deliver the events of ``groups`` to ``member``: the one call to join groups.
+
+        Groups this process is not in yet are joined in Redis in one pipelined
+        round trip (none if every group already has a local member). Returns
+        once the process is in every group, so a snapshot read afterwards
+        misses nothing. Raises, and records nothing, if Redis fails.
+        """
+        wanted = list(dict.fromkeys(groups))
+        async with self._membership:
+            new = [group for group in wanted if group not in self.local]
+            if new:
+                layer = self._layer()
+                if self.channel is None:
+                    self.channel = await layer.new_channel("specific")
+                await layer.group_add_many(new, self.channel)
+            for group in wanted:
+                self.local.setdefault(group, set()).add(member)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="ws-node")
+
+    async def leave(self, member: Member, groups: Iterable[str]) -> None:
+        """Stop delivering ``groups`` to ``member``; groups left without local members are left in Redis.
+
+        The local bookkeeping is updated even when Redis fails (then raises):
+        a stale membership only costs an unread copy until the group expires.
+        """
+        async with self._membership:
+            gone: list[str] = []
+            for group in dict.fromkeys(groups):
+                members = self.local.get(group)
+                if members is None:
+                    continue
+                members.discard(member)
+                if not members:
+                    del self.local[group]
+                    gone.append(group)
+            if gone and self.channel is not None:
+                await self._layer().group_discard_many(gone, self.channel)
+
+    def groups_of(self, member: Member) -> list[str]:
+        """The groups ``member`` is in."""
+        return [group for group, members in self.local.items() if member in members]
+
+    async def leave_all(self, member: Member) -> None:
+        """Leave every group ``member`` is in."""
+        await self.leave(member, self.groups_of(member))
+
+    async def rejoin(self) -> None:
+        """Join every group again (after Redis lost them): one pipelined round trip."""
+        if self.channel is None:
+            return
+        async with self._membership:
+            if self.local:
+                await self._layer().group_add_many(list(self.local), self.channel)
+            self.refreshed_at = time.monotonic()
+
+    async def refresh_if_due(self) -> bool:
+        """Re-add every membership once half the layer's ``group_expiry`` has passed since the last time.
+
+        channels-redis drops a membership older than ``group_expiry`` (a day
+        by default) on the next ``group_send``; the node's memberships live as
+        long as the process, so they are renewed well before that.
+        """
+        if time.monotonic() - self.refreshed_at < self._layer().group_expiry / 2:
+            return False
+        await self.rejoin()
+        return True
+
+    def dispatch(self, event: dict[str, Any]) -> int:
+        """Hand ``event`` to every local member of its group; how many got it."""
+        group = event_group(event)
+        members = self.local.get(group) if group is not None else None
+        if not members:
+            return 0
+        if event.get("type") == TOPIC_MESSAGE_EVENT and isinstance(event.get("message"), dict):
+            event[ENCODED_KEY] = encode(event["message"])
+        for member in tuple(members):
+            member.deliver_local(event)
+        return len(members)
+
+    async def _run(self) -> None:
+        assert self.channel is not None
+        layer = self._layer()
+        delay = 0.25
+        while self.local:
+            try:
+                event = await layer.receive(self.channel)
+            except Exception as exc:  # the node must outlive any layer failure: every connection depends on it
+                log = logger.debug if isinstance(exc, LAYER_ERRORS) else logger.exception
+                log("node receive failed, retrying in %.2fs: %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
+                continue
+            delay = 0.25
+            try:
+                self.dispatch(event)
+            except Exception:  # one malformed event must not stop every other one
+                logger.exception("could not dispatch an event of type %r", event.get("type"))
+
+
+_nodes: LoopLocal[Node] = LoopLocal(Node)
+
+
+def get_node() -> Node:
+    """The node of the running event loop (one per ws process)."""
+    return _nodes.get()
