@@ -162,7 +162,7 @@ async def test_a_slow_reader_of_a_busy_topic_is_aborted_and_others_get_everythin
 
 
 async def test_a_reader_at_full_speed_gets_a_replay_many_budgets_long(ws_server: DaphneServer) -> None:
-    """Backpressure, not an abort, for a client that reads: 400 × 12 KB replayed twice (about 9 budgets).
+    """Backpressure, not an abort, for a client that reads: 400 messages of 12 KB replayed twice (about 9 budgets).
 
     Daphne writes a whole replay page before the loop flushes any of it, so
     without waiting for room its unsent output passes the budget and even a
