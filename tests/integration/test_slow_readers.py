@@ -178,7 +178,7 @@ async def test_a_reader_at_full_speed_gets_a_replay_many_budgets_long(ws_server:
         for _ in range(2):
             await send_json(ws, {"type": "unsubscribe", "topic": f"room.{prefix}"})
             await send_json(ws, {"type": "subscribe", "topic": f"room.{prefix}", "since": 0})
-            ids = []
+            ids: list[int] = []
             while len(ids) < len(stored):
                 frame = await recv_json(ws, 30)
                 if frame["type"] == "message":
