@@ -87,9 +87,10 @@ async def test_concurrent_requests_of_one_type_each_get_their_own_answer(ws_serv
         assert [_outcome(result) for result in got] == [0, "forbidden", 0]
         assert sorted(a.subscriptions) == sorted([crowded, quiet])
 
-        crowd, alone, refused = await asyncio.gather(
+        pages: list[Any] = await asyncio.gather(
             a.presence(crowded), a.presence(quiet), a.presence(theirs), return_exceptions=True
         )
+        crowd, alone, refused = pages
         assert isinstance(crowd, list), crowd
         assert isinstance(alone, list), alone
         assert sorted(user["id"] for user in crowd) == sorted([alice["id"], bob["id"]])
