@@ -560,9 +560,12 @@ export class WsClient {
           waiter.reject(new WsClientError(frame.code ?? "error", frame.detail ?? "server error", frame));
         }
       }
-      // A refused subscribe is not repeated after a reconnect, unless the refusal was transient.
+      // A refused subscribe is not repeated after a reconnect, unless the refusal was transient;
+      // then the topic is kept (idle: the next subscribe() or reconnect sends it again).
       for (const [topic, sub] of this.#topics) {
-        if (sub.ref === frame.ref && !TRANSIENT_ERRORS.has(frame.code)) this.#topics.delete(topic);
+        if (sub.ref !== frame.ref) continue;
+        if (TRANSIENT_ERRORS.has(frame.code)) sub.status = "idle";
+        else this.#topics.delete(topic);
       }
     }
     this.#emit("error", frame);

@@ -148,3 +148,17 @@ test("concurrent requests of one type to different topics each settle with their
     ["not_subscribed"],
   );
 });
+
+test("a subscribe refused for a transient reason (rate_limited) keeps its topic and can be sent again", {
+  timeout: 30000,
+}, async (t) => {
+  const a = await connected(t, env.users[2]);
+  const room = uniqueRoom("transient");
+  for (let i = 0; i < 70; i += 1) a.client.send({ type: "ping" }); // over the burst of 40 frames
+  await refused(a.client.subscribe(room), "rate_limited");
+  assert.deepEqual(a.client.topics, [room], "a transient refusal keeps the topic");
+  await new Promise((resolve) => setTimeout(resolve, 2500)); // the bucket refills
+  const reply = await a.client.subscribe(room);
+  assert.equal(reply.topic, room);
+  assert.ok(a.client.connected);
+});
