@@ -8,7 +8,10 @@ it for draining, and dispatches:
 
 * client frames by ``type`` to the handlers of its :class:`FrameRegistry`
   (``frames``), with metrics, error frames for client mistakes and an
-  ``internal`` error for a bug, never a dead socket;
+  ``internal`` error for a bug, never a dead socket. A request's ``ref``
+  (optional, a string of at most 64 characters) is checked here once and
+  echoed by every error frame answering it and by every direct reply a
+  handler sends with :meth:`KernelConsumer.reply`;
 * channel-layer events (``group_send`` from any process) by ``type``, first
   to the registry's event handlers, then, as Channels does, to the method
   named after the type (``"chat.message"`` runs ``chat_message``).
@@ -51,6 +54,7 @@ from ws_service.protocol import (
     ProtocolError,
     encode,
     error_frame,
+    optional_ref,
     parse_frame,
 )
 from ws_service.registry import registry
@@ -82,6 +86,8 @@ class KernelConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
     gone: bool
     events: asyncio.Queue[dict[str, Any]]
     lagging: bool = False
+    #: The valid ``ref`` of the request being handled, echoed by :meth:`reply`; ``None`` between requests.
+    request_ref: str | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Dispatch client frames and the events the node queues, one at a time."""
@@ -240,9 +246,24 @@ class KernelConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
                 metrics.RECEIVED_UNKNOWN.inc()
                 raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {frame_type[:64]!r}")
             metrics.RECEIVED.get(frame_type, metrics.RECEIVED_UNKNOWN).inc()
+            self.request_ref = optional_ref(message)
             await handler(self, message)
         except ProtocolError as error:
             await self.send_error(error.code, error.detail, message)
+        except StopConsumer:
+            raise
+        except Exception:
+            # A bug in a handler: logged once, answered with ``internal`` echoing the request's ref.
+            logger.exception("unhandled error while handling %s", str(message.get("type"))[:64])
+            await self.send_error(ErrorCode.INTERNAL, "the server failed to handle this message", message)
+        finally:
+            self.request_ref = None
+
+    async def reply(self, message: dict[str, Any]) -> None:
+        """Send a direct reply to the request being handled, echoing its ``ref`` (when it sent one)."""
+        if self.request_ref is not None:
+            message = {**message, "ref": self.request_ref}
+        await self.send_message(message)
 
     async def send_message(self, message: dict[str, Any]) -> None:
         await self.send_encoded(encode(message), message.get("type"))

@@ -139,7 +139,7 @@ def optional_since(message: dict[str, Any]) -> int | None:
 
 
 def optional_ref(message: dict[str, Any]) -> str | None:
-    """The ``ref`` of a publish, echoed in its ack: absent/null, or a short string."""
+    """The ``ref`` of a request, echoed by its reply and errors: absent/null, or a short string."""
     ref = message.get("ref")
     if ref is None:
         return None

@@ -8,6 +8,11 @@ already seen (same topic, id not above the last one). When a replay stops
 at the server's limit (``more_history``), it asks for the rest with ``since``
 until it has caught up. Close codes 4401 and 4403 end it for good.
 
+Every request carries a ``ref`` unique to this client; its reply and any
+``error`` answering it echo that ``ref``, and only that matches them (an
+``error`` without a ``ref`` answers no request of this client: it is emitted
+as an event only).
+
     async with WsClient("ws://127.0.0.1:8001/ws/", session_cookie=key) as client:
         stream = client.events()
         await client.subscribe("room.lobby")
@@ -77,11 +82,11 @@ def with_query(url: str, **params: str) -> str:
 
 @dataclass(slots=True)
 class _Pending:
-    """A request waiting for its reply frame."""
+    """A request waiting for its reply frame (the one of ``reply_type``, or an ``error``, echoing ``ref``)."""
 
     reply_type: str
     topic: str | None
-    ref: str | None
+    ref: str
     future: asyncio.Future[Event]
     #: For the client's own resubscriptions: handles the reply instead of a waiter.
     on_reply: Callable[[Event], None] | None = None
@@ -89,18 +94,8 @@ class _Pending:
     replayed: bool = False
 
     def matches(self, frame: Event) -> bool:
-        kind = frame["type"]
-        if kind == "error":
-            if "ref" in frame:
-                return bool(frame["ref"] == self.ref)
-            if "topic" in frame:
-                return bool(frame["topic"] == self.topic)
-            return True  # the server answers in order: the oldest request it is
-        if kind != self.reply_type:
-            return False
-        if self.ref is not None and "ref" in frame:
-            return bool(frame["ref"] == self.ref)
-        return self.topic is None or frame.get("topic") == self.topic
+        """Whether ``frame`` answers this request: its ``ref``, and the reply type or ``error``."""
+        return frame.get("ref") == self.ref and frame["type"] in (self.reply_type, "error")
 
 
 @dataclass(slots=True)
@@ -168,7 +163,7 @@ class WsClient:
         self._hub = EventHub()
         self._subscriptions: dict[str, None] = {}  # an ordered set
         self._tracker = MessageTracker()
-        self._pending: list[_Pending] = []
+        self._pending: dict[str, _Pending] = {}  # by ref
         self._refs = (f"{secrets.token_hex(4)}-{n}" for n in itertools.count(1))
         self._ws: ClientConnection | None = None
         self._ready = False
@@ -304,9 +299,24 @@ class WsClient:
 
     async def publish(self, topic: str, text: str) -> int:
         """Publish ``text`` to ``topic``; returns the stored message's id (from the ``ack``)."""
-        ref = next(self._refs)
-        reply = await self._request({"type": "publish", "topic": topic, "text": text, "ref": ref}, "ack", ref=ref)
+        reply = await self._request({"type": "publish", "topic": topic, "text": text}, "ack", topic=topic)
         return int(reply["id"])
+
+    async def typing(self, topic: str) -> str:
+        """Tell the other subscribers of ``topic`` that this user is typing; returns the request's ``ref``.
+
+        The server sends no reply (and drops indicators within its throttle
+        interval). If it refuses the request (say, ``not_subscribed``), an
+        ``error`` event echoing the returned ``ref`` follows.
+        """
+        async with asyncio.timeout(self.request_timeout):
+            ws = await self._wait_ready()
+            ref = next(self._refs)
+            try:
+                await ws.send(json.dumps({"type": "typing", "topic": topic, "ref": ref}))
+            except ConnectionClosed as exc:
+                raise ConnectionLostError("connection closed before typing was sent") from exc
+        return ref
 
     async def presence(self, topic: str, *, max_pages: int = MAX_PRESENCE_PAGES) -> list[dict[str, Any]]:
         """The users currently subscribed to ``topic`` on any replica.
@@ -343,10 +353,9 @@ class WsClient:
         reply_type: str,
         *,
         topic: str | None = None,
-        ref: str | None = None,
         since: int | None = None,
     ) -> Event:
-        """Send ``frame`` once connected and wait for its reply; raise on ``error``.
+        """Send ``frame`` with a fresh ``ref`` once connected and wait for the reply echoing it; raise on ``error``.
 
         For a ``subscribe`` with ``since``, the topic's last id is set to
         ``since`` before the frame goes out, so the replay is not mistaken
@@ -355,38 +364,39 @@ class WsClient:
         async with asyncio.timeout(self.request_timeout):
             ws = await self._wait_ready()
             future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
-            pending = _Pending(reply_type, topic, ref, future, replayed=since is not None)
-            self._pending.append(pending)
+            ref = next(self._refs)
+            self._pending[ref] = _Pending(reply_type, topic, ref, future, replayed=since is not None)
             try:
                 if topic is not None and since is not None:
                     self._tracker.replay_from(topic, since)
                 try:
-                    await ws.send(json.dumps(frame))
+                    await ws.send(json.dumps({**frame, "ref": ref}))
                 except ConnectionClosed as exc:
                     raise ConnectionLostError(f"connection closed before {frame['type']} was sent") from exc
                 reply = await future
             finally:
-                if pending in self._pending:
-                    self._pending.remove(pending)
+                self._pending.pop(ref, None)
         if reply["type"] == "error":
             raise ServerError(reply)
         return reply
 
     def _resolve(self, frame: Event) -> None:
-        for pending in self._pending:
-            if pending.matches(frame):
-                self._pending.remove(pending)
-                if frame["type"] == "subscribed":
-                    self._subscribed(frame, replayed=pending.replayed)
-                if pending.on_reply is not None:
-                    pending.on_reply(frame)
-                elif not pending.future.done():
-                    pending.future.set_result(frame)
-                return
+        """Settle the request whose ``ref`` the reply (or error) echoes, if any is waiting."""
+        ref = frame.get("ref")
+        pending = self._pending.get(ref) if isinstance(ref, str) else None
+        if pending is None or not pending.matches(frame):
+            return
+        del self._pending[pending.ref]
+        if frame["type"] == "subscribed":
+            self._subscribed(frame, replayed=pending.replayed)
+        if pending.on_reply is not None:
+            pending.on_reply(frame)
+        elif not pending.future.done():
+            pending.future.set_result(frame)
 
     def _fail_pending(self, error: Exception) -> None:
-        pending, self._pending = self._pending, []
-        for request in pending:
+        pending, self._pending = self._pending, {}
+        for request in pending.values():
             if not request.future.done():
                 request.future.set_exception(error)
                 request.future.exception()  # retrieved: no "never retrieved" warning if nobody waits
@@ -529,8 +539,8 @@ class WsClient:
                 frame["since"] = since
             future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
             on_reply = functools.partial(self._resubscribed, topic)
-            pending = _Pending("subscribed", topic, None, future, on_reply, replayed=since is not None)
-            self._pending.append(pending)
+            frame["ref"] = ref = next(self._refs)
+            self._pending[ref] = _Pending("subscribed", topic, ref, future, on_reply, replayed=since is not None)
             await ws.send(json.dumps(frame))
 
     def _resubscribed(self, topic: str, frame: Event) -> None:
@@ -575,9 +585,11 @@ class WsClient:
             since = int(frame.get("since") or 0)
         future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
         on_reply = functools.partial(self._resubscribed, topic)
-        self._pending.append(_Pending("subscribed", topic, None, future, on_reply, replayed=True))
+        ref = next(self._refs)
+        self._pending[ref] = _Pending("subscribed", topic, ref, future, on_reply, replayed=True)
         self._tracker.replay_from(topic, since)
-        send = asyncio.ensure_future(ws.send(json.dumps({"type": "subscribe", "topic": topic, "since": since})))
+        frame = {"type": "subscribe", "topic": topic, "since": since, "ref": ref}
+        send = asyncio.ensure_future(ws.send(json.dumps(frame)))
         self._sends.add(send)
         send.add_done_callback(self._sent)
 

@@ -131,7 +131,7 @@ async def test_frames_over_the_rate_limit_get_rate_limited_and_other_connections
     errors = [reply for reply in replies if reply["type"] == "error"]
     assert errors
     assert all((error["code"], error["ref"]) == ("rate_limited", "fast") for error in errors)
-    assert sum(reply == {"type": "pong"} for reply in replies) == 45 - len(errors) >= 40
+    assert sum(reply == {"type": "pong", "ref": "fast"} for reply in replies) == 45 - len(errors) >= 40
     other = await _welcomed(ws_server, cookie)  # the bucket is per connection
     await _still_answers_ping(other)
     await asyncio.gather(ws.close(), other.close())
@@ -151,7 +151,7 @@ async def test_a_flood_is_rate_limited_then_closed_with_1008(ws_server: DaphneSe
     assert limited, "no frame was rate limited"
     assert all(reply["code"] == "rate_limited" and reply["ref"] == "flood" for reply in limited)
     # The burst went through; the 50th rejection closed instead of answering; nothing after it ran.
-    pongs = sum(reply == {"type": "pong"} for reply in replies)
+    pongs = sum(reply == {"type": "pong", "ref": "flood"} for reply in replies)
     assert pongs >= 40
     assert len(limited) == 49
     assert pongs + len(limited) == len(replies) < FLOOD_FRAMES

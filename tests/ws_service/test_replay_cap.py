@@ -83,13 +83,15 @@ async def test_replay_is_capped_and_continues_with_since_without_gaps_or_duplica
     received = [f["id"] for f in first if f["type"] == "message"]
     since = first[-1]["since"]
     for _ in range(5):
-        await send_message(alice, {"type": "subscribe", "topic": "room.capped", "since": since})
+        ref = f"continue-{since}"
+        await send_message(alice, {"type": "subscribe", "topic": "room.capped", "since": since, "ref": ref})
         part = await _frames_until(alice, "subscribed")
-        assert part[-1]["last_id"] == 12
+        assert (part[-1]["last_id"], part[-1]["ref"]) == (12, ref)
         more = await _collect_replay(alice)
         received += [f["id"] for f in more if f["type"] == "message"]
         if more[-1]["type"] != "more_history":
             break
+        assert more[-1]["ref"] == ref  # the more_history ending a subscribe's replay answers it too
         since = more[-1]["since"]
     assert received == list(range(1, 13))
 

@@ -22,12 +22,12 @@ def current_user_from_orm() -> dict[str, Any]:
 
 
 async def on_ping(consumer: KernelConsumer, message: dict[str, Any]) -> None:
-    await consumer.send_message({"type": "pong"})
+    await consumer.reply({"type": "pong"})
 
 
 async def on_whoami(consumer: KernelConsumer, message: dict[str, Any]) -> None:
     user = await database_sync_to_async(current_user_from_orm)()
-    await consumer.send_message({"type": "whoami", "user": user})
+    await consumer.reply({"type": "whoami", "user": user})
 
 
 frames.request("ping", on_ping)

@@ -38,7 +38,7 @@ async def on_presence(consumer: KernelConsumer, message: dict[str, Any]) -> None
     after = parse_after(message)  # before the block below: a ProtocolError there would read as internal
     with reported_as_unavailable("presence", topic):
         reply = await presence_reply(topic, after)
-    await consumer.send_message(reply)
+    await consumer.reply(reply)
 
 
 async def topic_presence(consumer: KernelConsumer, event: dict[str, Any]) -> None:

@@ -27,7 +27,7 @@ from ws_service.frames import frames
 from ws_service.kernel import KernelConsumer
 from ws_service.layer_monitor import get_monitor
 from ws_service.node import ENCODED_KEY, get_node
-from ws_service.protocol import ErrorCode, ProtocolError, encode, optional_ref, optional_since
+from ws_service.protocol import ErrorCode, ProtocolError, encode, optional_since
 from ws_service.subscriptions import Arrival, Subscriptions
 
 logger = logging.getLogger("ws.consumer")
@@ -101,7 +101,7 @@ async def on_subscribe(consumer: KernelConsumer, message: dict[str, Any]) -> Non
             raise
     new = followed.add(topic, last)
     followed.release(topic)
-    await consumer.send_message({"type": "subscribed", "topic": topic, "last_id": last})
+    await consumer.reply({"type": "subscribed", "topic": topic, "last_id": last})
     await _replay(consumer, topic, replay, last)
     if new:
         await frames.emit(JOINED_HOOK, consumer, topic)
@@ -134,7 +134,7 @@ async def _replay(consumer: KernelConsumer, topic: str, page: list[dict[str, Any
 async def _more_history(consumer: KernelConsumer, topic: str, sent: int, last: int) -> None:
     """Hold ``topic`` after ``sent`` and tell the client to continue with ``since``."""
     subscriptions(consumer).hold(topic, sent)
-    await consumer.send_message({"type": "more_history", "topic": topic, "since": sent, "last_id": last})
+    await consumer.reply({"type": "more_history", "topic": topic, "since": sent, "last_id": last})
 
 
 async def leave_topic(consumer: KernelConsumer, topic: str) -> None:
@@ -155,12 +155,11 @@ async def on_unsubscribe(consumer: KernelConsumer, message: dict[str, Any]) -> N
     if topic not in subscriptions(consumer):
         raise ProtocolError(ErrorCode.NOT_SUBSCRIBED, f"not subscribed to {topic}")
     await leave_topic(consumer, topic)
-    await consumer.send_message({"type": "unsubscribed", "topic": topic})
+    await consumer.reply({"type": "unsubscribed", "topic": topic})
 
 
 async def on_publish(consumer: KernelConsumer, message: dict[str, Any]) -> None:
     topic = authorized_topic(consumer, message)
-    ref = optional_ref(message)
     if get_monitor().down:
         raise ProtocolError(ErrorCode.UNAVAILABLE, "the channel layer is unavailable; retry shortly")
     try:
@@ -180,7 +179,7 @@ async def on_publish(consumer: KernelConsumer, message: dict[str, Any]) -> None:
         logger.warning(
             "message %s#%s stored but not delivered live: %s", topic, payload["id"], exc, extra={"topic": topic}
         )
-    await consumer.send_message({"type": "ack", "topic": topic, "id": payload["id"], "ref": ref})
+    await consumer.reply({"type": "ack", "topic": topic, "id": payload["id"], "ref": consumer.request_ref})
 
 
 async def topic_message(consumer: KernelConsumer, event: dict[str, Any]) -> None:

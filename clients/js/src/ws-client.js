@@ -23,6 +23,9 @@
  *   server's limit (`more_history`) is continued with `since` = the highest
  *   id seen until it has caught up.
  * - Emits each (topic, id) at most once (`duplicate` is emitted for the rest).
+ * - Every request carries a `ref` unique to this client; its reply and any
+ *   `error` answering it echo that `ref`, and only that matches them (an
+ *   `error` without a known `ref` reaches the `error` event only).
  * - `ticketProvider` (optional) is awaited before every connection attempt:
  *   a string is sent as `?ticket=` (tickets are single-use, so a new one is
  *   needed each time), `null` connects without one (the browser's session
@@ -38,6 +41,8 @@
  *   duplicate     a message frame already seen (not re-emitted as message)
  *   presence      a presence reply            presence_diff a presence_diff frame
  *   notification  a notification frame        ack           an ack frame
+ *   pong          a pong frame                whoami        a whoami reply
+ *   typing        another user is typing in a subscribed topic
  *   error         an error frame from the server, or a client-side problem
  *                 ({type: "error", code: "client_…", detail, error?})
  *   frame         every frame received, before the specific event
@@ -62,8 +67,11 @@ const EVENT_FRAME_TYPES = new Set([
   "error",
   "pong",
   "whoami",
+  "typing",
 ]);
 const WS_OPEN = 1;
+/** Error codes after which a refused subscribe is still repeated on the next reconnect. */
+const TRANSIENT_ERRORS = new Set(["unavailable", "rate_limited", "internal"]);
 const MAX_EXPONENT = 64;
 
 /** An error raised by the client itself (not a server error frame). */
@@ -149,9 +157,12 @@ export class WsClient {
   #reconnectTimer = null;
   #connectTimer = null;
   #refCounter = 0;
-  /** topic -> {lastId: number|null, floor: number, seen: Set<number>, status: "idle"|"pending"|"subscribed"} */
+  /**
+   * topic -> {lastId: number|null, floor: number, seen: Set<number>, status: "idle"|"pending"|"subscribed",
+   * ref: the ref of the last subscribe sent (its reply or error settles the topic's subscribe() promises)}
+   */
   #topics = new Map();
-  /** pending requests: {match, matchError, resolve, reject, timer, timeoutMs, persistent, armed} */
+  /** pending requests: {ref(): the ref they wait for, replyType, resolve, reject, timer, persistent, topic, armed} */
   #waiters = new Set();
   #duplicates = 0;
 
@@ -510,7 +521,8 @@ export class WsClient {
     if (sub === undefined || !this.connected) return;
     const since = sub.lastId ?? frame.since;
     if (!Number.isSafeInteger(since)) return;
-    this.#socket.send(JSON.stringify({ type: "subscribe", topic: frame.topic, since }));
+    sub.ref = this.#nextRef();
+    this.#socket.send(JSON.stringify({ type: "subscribe", topic: frame.topic, since, ref: sub.ref }));
   }
 
   #onMessage(frame) {
@@ -539,16 +551,23 @@ export class WsClient {
   }
 
   #onError(frame) {
-    // An error frame that echoes a request's `ref` (publish) or names its
-    // `topic` fails that request at once; anything else only reaches the
-    // `error` event, and the request it answers fails by timeout.
-    for (const waiter of [...this.#waiters]) {
-      if (waiter.matchError(frame)) {
-        this.#finish(waiter);
-        waiter.reject(new WsClientError(frame.code ?? "error", frame.detail ?? "server error", frame));
+    // An error frame echoing a request's `ref` fails that request at once;
+    // anything else only reaches the `error` event.
+    if (typeof frame.ref === "string") {
+      for (const waiter of [...this.#waiters]) {
+        if (waiter.ref() === frame.ref) {
+          this.#finish(waiter);
+          waiter.reject(new WsClientError(frame.code ?? "error", frame.detail ?? "server error", frame));
+        }
+      }
+      // A refused subscribe is not repeated after a reconnect, unless the refusal was transient;
+      // then the topic is kept (idle: the next subscribe() or reconnect sends it again).
+      for (const [topic, sub] of this.#topics) {
+        if (sub.ref !== frame.ref) continue;
+        if (TRANSIENT_ERRORS.has(frame.code)) sub.status = "idle";
+        else this.#topics.delete(topic);
       }
     }
-    if (frame.code === "forbidden" && typeof frame.topic === "string") this.#topics.delete(frame.topic);
     this.#emit("error", frame);
   }
 
@@ -589,8 +608,8 @@ export class WsClient {
     }
     const promise = this.#expect({
       topic,
-      match: (f) => f.type === "subscribed" && f.topic === topic,
-      matchError: (f) => f.type === "error" && f.topic === topic,
+      replyType: "subscribed",
+      ref: () => this.#topics.get(topic)?.ref,
       persistent: true,
     });
     if (this.connected && (sub.status === "idle" || since !== undefined)) this.#sendSubscribe(topic, sub);
@@ -598,34 +617,47 @@ export class WsClient {
     return promise;
   }
 
-  /** Stops receiving `topic` and forgets its position. */
+  /**
+   * Stops receiving `topic` and forgets its position. While connected, resolves with the server's
+   * `unsubscribed` frame, or rejects with its error (`not_subscribed` if the server had no such
+   * subscription); while not connected, resolves at once.
+   */
   unsubscribe(topic) {
-    const known = this.#topics.delete(topic);
+    this.#topics.delete(topic);
     this.#rejectWaiters(
       (w) => w.topic === topic && w.persistent,
       () => new WsClientError("unsubscribed", `unsubscribed from ${topic}`),
     );
-    if (!known || !this.connected) return Promise.resolve({ type: "unsubscribed", topic });
-    const promise = this.#expect({
-      topic,
-      match: (f) => f.type === "unsubscribed" && f.topic === topic,
-      matchError: (f) => f.type === "error" && f.topic === topic,
-    });
-    this.send({ type: "unsubscribe", topic });
-    return promise;
+    if (!this.connected) return Promise.resolve({ type: "unsubscribed", topic });
+    return this.#request({ type: "unsubscribe", topic }, "unsubscribed");
   }
 
   /** Publishes `text` to `topic`; resolves with the ack ({type: "ack", topic, id, ref}). */
   publish(topic, text) {
-    if (!this.connected) return Promise.reject(new WsClientError("not_connected", "not connected"));
-    this.#refCounter += 1;
-    const ref = `${this.#refCounter.toString(36)}.${Math.floor(this.#random() * 2 ** 32).toString(36)}`;
-    const promise = this.#expect({
-      match: (f) => f.type === "ack" && f.ref === ref,
-      matchError: (f) => f.type === "error" && f.ref === ref,
-    });
-    this.send({ type: "publish", topic, text, ref });
-    return promise;
+    return this.#request({ type: "publish", topic, text }, "ack");
+  }
+
+  /** A protocol-level ping: resolves with the `pong` frame. */
+  ping() {
+    return this.#request({ type: "ping" }, "pong");
+  }
+
+  /** The authenticated user as the server sees it: resolves with the `whoami` frame ({user}). */
+  whoami() {
+    return this.#request({ type: "whoami" }, "whoami");
+  }
+
+  /**
+   * Tells the other subscribers of `topic` that this user is typing. The server sends no reply
+   * (and drops indicators within its throttle interval), so this returns the request's `ref`
+   * (null when not connected): a refusal (say, `not_subscribed`) arrives as an `error` event
+   * echoing it.
+   */
+  typing(topic) {
+    if (!this.connected) return null;
+    const ref = this.#nextRef();
+    this.send({ type: "typing", topic, ref });
+    return ref;
   }
 
   /**
@@ -634,15 +666,9 @@ export class WsClient {
    * reply's `next` as `options.after` for the following page, or use `presenceAll`.
    */
   presence(topic, { after } = {}) {
-    if (!this.connected) return Promise.reject(new WsClientError("not_connected", "not connected"));
-    const promise = this.#expect({
-      match: (f) => f.type === "presence" && f.topic === topic,
-      matchError: (f) => f.type === "error" && f.topic === topic,
-    });
     const frame = { type: "presence", topic };
     if (after !== undefined) frame.after = after;
-    this.send(frame);
-    return promise;
+    return this.#request(frame, "presence");
   }
 
   /** Every user subscribed to `topic`: follows the `next` cursors, at most `maxPages` requests. */
@@ -659,7 +685,8 @@ export class WsClient {
   }
 
   #sendSubscribe(topic, sub) {
-    const frame = { type: "subscribe", topic };
+    sub.ref = this.#nextRef();
+    const frame = { type: "subscribe", topic, ref: sub.ref };
     if (sub.lastId !== null) frame.since = sub.lastId;
     sub.status = "pending";
     this.#socket.send(JSON.stringify(frame));
@@ -668,11 +695,26 @@ export class WsClient {
 
   // -- request bookkeeping ----------------------------------------------------
 
-  #expect({ match, matchError, persistent = false, topic = undefined }) {
+  /** A ref unique to this client: a counter and a random part (refs of other tabs never collide). */
+  #nextRef() {
+    this.#refCounter += 1;
+    return `${this.#refCounter.toString(36)}.${Math.floor(this.#random() * 2 ** 32).toString(36)}`;
+  }
+
+  /** Sends `frame` with a fresh ref; resolves with the `replyType` frame echoing it, rejects with its error. */
+  #request(frame, replyType) {
+    if (!this.connected) return Promise.reject(new WsClientError("not_connected", "not connected"));
+    const ref = this.#nextRef();
+    const promise = this.#expect({ replyType, ref: () => ref });
+    this.send({ ...frame, ref });
+    return promise;
+  }
+
+  #expect({ replyType, ref, persistent = false, topic = undefined }) {
     return new Promise((resolve, reject) => {
       const waiter = {
-        match,
-        matchError,
+        replyType,
+        ref,
         resolve,
         reject,
         persistent,
@@ -711,8 +753,9 @@ export class WsClient {
   }
 
   #settleWaiters(frame) {
+    if (typeof frame.ref !== "string") return;
     for (const waiter of [...this.#waiters]) {
-      if (waiter.match(frame)) {
+      if (waiter.replyType === frame.type && waiter.ref() === frame.ref) {
         this.#finish(waiter);
         waiter.resolve(frame);
       }

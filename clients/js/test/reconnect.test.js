@@ -88,7 +88,10 @@ test("after an outage the client reconnects with backoff, a new ticket, and sinc
   );
   assert.equal(a.lastId(room), overHttp.json.id);
   const subscribes = sent.filter((f) => f.type === "subscribe");
-  assert.deepEqual(subscribes.at(-1), { type: "subscribe", topic: room, since: first.id });
+  const { ref, ...resubscribe } = subscribes.at(-1);
+  assert.deepEqual(resubscribe, { type: "subscribe", topic: room, since: first.id });
+  assert.equal(typeof ref, "string");
+  assert.equal(new Set(subscribes.map((f) => f.ref)).size, subscribes.length, "each subscribe has its own ref");
 
   // Each delay was drawn from [0, min(cap, base * 2 ** attempt)], attempts counting up from 0.
   retries.forEach((r, i) => {

@@ -37,7 +37,9 @@ test("publish resolves with the ack of its ref; every subscriber gets each messa
   const a = await connected(t, env.users[0]);
   const b = await connected(t, env.users[1]);
   const [subA, subB] = await Promise.all([a.client.subscribe(room), b.client.subscribe(room)]);
-  assert.deepEqual(subA, { type: "subscribed", topic: room, last_id: 0 });
+  const { ref, ...reply } = subA;
+  assert.deepEqual(reply, { type: "subscribed", topic: room, last_id: 0 });
+  assert.equal(typeof ref, "string", "the reply echoes the subscribe's ref");
   assert.equal(subB.last_id, 0);
 
   const acks = await Promise.all(["one", "two", "three"].map((text) => a.client.publish(room, text)));
