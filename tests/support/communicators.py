@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import User
+
+from tests.support.users import make_user, session_key_for
 
 ALLOWED_ORIGIN = "http://localhost:8000"
 
@@ -37,3 +41,20 @@ async def receive_message(communicator: WebsocketCommunicator, wait: float = 3) 
 
 async def send_message(communicator: WebsocketCommunicator, message: dict[str, Any]) -> None:
     await communicator.send_to(text_data=json.dumps(message))
+
+
+async def connect_user(username: str) -> tuple[WebsocketCommunicator, User, str]:
+    """A new user's session cookie, connected and welcomed: the communicator, the user, the session key."""
+    user = await sync_to_async(make_user)(username)
+    key = await sync_to_async(session_key_for)(user)
+    communicator = ws_communicator(session_key=key)
+    connected, _ = await communicator.connect()
+    assert connected
+    assert (await receive_message(communicator))["type"] == "welcome"
+    return communicator, user, key
+
+
+async def request(communicator: WebsocketCommunicator, message: dict[str, Any]) -> dict[str, Any]:
+    """Send ``message`` and return the next frame."""
+    await send_message(communicator, message)
+    return await receive_message(communicator)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import User
 from django.test import Client
@@ -25,3 +28,15 @@ def session_key_for(user: User) -> str:
     client = Client()
     client.force_login(user)
     return client.cookies["sessionid"].value
+
+
+def client_for(user: User) -> Client:
+    """A Django test client logged in as ``user``."""
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def post_json(client: Client, url: str, body: object) -> Any:
+    """POST ``body`` as JSON."""
+    return client.post(url, data=json.dumps(body), content_type="application/json")

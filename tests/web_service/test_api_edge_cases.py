@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import pytest
 from django.conf import settings
-from django.test import Client
 
 from shared.models import Message
-from tests.support.users import make_user
+from tests.support.users import client_for, make_user, post_json
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _client_for(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def _post_json(client: Client, url: str, body: object) -> Any:
-    return client.post(url, data=json.dumps(body), content_type="application/json")
 
 
 @pytest.mark.parametrize("url", ["/api/topics/room.deep/messages", "/api/users/{pk}/notify"])
 def test_json_nested_past_the_parser_limit_is_400_not_500(url: str) -> None:
     admin = make_user("admin", is_staff=True)
     deep = "[" * 100_000 + "]" * 100_000  # valid JSON, far too deep for the parser; under the body size cap
-    response = _client_for(admin).post(url.format(pk=admin.pk), data=deep, content_type="application/json")
+    response = client_for(admin).post(url.format(pk=admin.pk), data=deep, content_type="application/json")
     assert response.status_code == 400, response.content[:300]
     assert response.json()["error"] in ("bad_json", "bad_message")
 
@@ -39,8 +25,8 @@ def test_json_nested_past_the_parser_limit_is_400_not_500(url: str) -> None:
     [("nul \x00 inside", "NUL"), ("lone \ud800 surrogate", "surrogate")],
 )
 def test_text_postgres_cannot_store_is_bad_message_not_unavailable(text: str, detail_word: str) -> None:
-    client = _client_for(make_user("alice"))
-    response = _post_json(client, "/api/topics/room.nul/messages", {"text": text})
+    client = client_for(make_user("alice"))
+    response = post_json(client, "/api/topics/room.nul/messages", {"text": text})
     assert response.status_code == 400, response.content[:300]
     assert response.json()["error"] == "bad_message"
     assert detail_word in response.json()["detail"]
@@ -50,10 +36,10 @@ def test_text_postgres_cannot_store_is_bad_message_not_unavailable(text: str, de
 def test_notification_over_the_outbound_frame_limit_is_413() -> None:
     admin, alice = make_user("admin", is_staff=True), make_user("alice")
     limit: int = settings.WS_MAX_MESSAGE_BYTES
-    client = _client_for(admin)
-    big = _post_json(client, f"/api/users/{alice.pk}/notify", {"text": "x", "data": {"blob": "é" * (limit // 2)}})
+    client = client_for(admin)
+    big = post_json(client, f"/api/users/{alice.pk}/notify", {"text": "x", "data": {"blob": "é" * (limit // 2)}})
     assert big.status_code == 413, big.content[:300]  # under the limit in characters, over it in UTF-8 bytes
     assert big.json()["error"] == "too_large"
     assert str(limit) in big.json()["detail"]
-    fits = _post_json(client, f"/api/users/{alice.pk}/notify", {"text": "x", "data": {"blob": "y" * (limit // 2)}})
+    fits = post_json(client, f"/api/users/{alice.pk}/notify", {"text": "x", "data": {"blob": "y" * (limit // 2)}})
     assert fits.status_code == 202, fits.content[:300]

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -16,19 +14,9 @@ from shared.current_user import use_current_user
 from shared.messaging import store_message
 from shared.models import Message
 from tests.support.communicators import receive_message, send_message, ws_communicator
-from tests.support.users import make_user, session_key_for
+from tests.support.users import client_for, make_user, post_json, session_key_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _client_for(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def _post_json(client: Client, url: str, body: object) -> Any:
-    return client.post(url, data=json.dumps(body), content_type="application/json")
 
 
 async def test_http_publish_is_stored_and_delivered_like_a_websocket_publish() -> None:
@@ -42,7 +30,7 @@ async def test_http_publish_is_stored_and_delivered_like_a_websocket_publish() -
     await receive_message(listener)  # own presence_diff
 
     response = await sync_to_async(
-        lambda: _post_json(_client_for(alice), "/api/topics/room.http/messages", {"text": "over http"})
+        lambda: post_json(client_for(alice), "/api/topics/room.http/messages", {"text": "over http"})
     )()
     assert response.status_code == 201
     assert response.json()["id"] == 1
@@ -56,23 +44,23 @@ async def test_http_publish_is_stored_and_delivered_like_a_websocket_publish() -
 
 def test_http_publish_rules() -> None:
     alice, bob = make_user("alice"), make_user("bob")
-    client = _client_for(alice)
-    assert _post_json(Client(), "/api/topics/room.x/messages", {"text": "x"}).status_code == 401
-    forbidden = _post_json(client, f"/api/topics/user.{bob.pk}/messages", {"text": "x"})
+    client = client_for(alice)
+    assert post_json(Client(), "/api/topics/room.x/messages", {"text": "x"}).status_code == 401
+    forbidden = post_json(client, f"/api/topics/user.{bob.pk}/messages", {"text": "x"})
     assert forbidden.status_code == 403
     assert forbidden.json()["error"] == "forbidden"
-    assert _post_json(client, f"/api/topics/user.{alice.pk}/messages", {"text": "note"}).status_code == 201
-    assert _post_json(client, "/api/topics/nope/messages", {"text": "x"}).json()["error"] == "bad_topic"
+    assert post_json(client, f"/api/topics/user.{alice.pk}/messages", {"text": "note"}).status_code == 201
+    assert post_json(client, "/api/topics/nope/messages", {"text": "x"}).json()["error"] == "bad_topic"
     bad = client.post("/api/topics/room.x/messages", data="{not json", content_type="application/json")
     assert (bad.status_code, bad.json()["error"]) == (400, "bad_json")
-    assert _post_json(client, "/api/topics/room.x/messages", {"text": ""}).json()["error"] == "bad_message"
+    assert post_json(client, "/api/topics/room.x/messages", {"text": ""}).json()["error"] == "bad_message"
     assert client.get("/api/topics/room.x/messages").status_code == 405
 
 
 def test_http_publish_requires_csrf() -> None:
     client = Client(enforce_csrf_checks=True)
     client.force_login(make_user("alice"))
-    assert _post_json(client, "/api/topics/room.x/messages", {"text": "x"}).status_code == 403
+    assert post_json(client, "/api/topics/room.x/messages", {"text": "x"}).status_code == 403
     assert Message.objects.count() == 0
 
 
@@ -85,7 +73,7 @@ async def test_staff_notification_reaches_every_connection_of_the_user() -> None
         await socket.connect()
         await receive_message(socket)
     body = {"text": "hello", "data": {"k": 1}}
-    response = await sync_to_async(lambda: _post_json(_client_for(admin), f"/api/users/{alice.pk}/notify", body))()
+    response = await sync_to_async(lambda: post_json(client_for(admin), f"/api/users/{alice.pk}/notify", body))()
     assert response.status_code == 202
     for socket in sockets:
         assert await receive_message(socket) == {
@@ -99,9 +87,9 @@ async def test_staff_notification_reaches_every_connection_of_the_user() -> None
 
 def test_notify_rules() -> None:
     admin, alice = make_user("admin", is_staff=True), make_user("alice")
-    assert _post_json(_client_for(alice), f"/api/users/{admin.pk}/notify", {"text": "x"}).status_code == 403
-    assert _post_json(_client_for(admin), "/api/users/999999/notify", {"text": "x"}).status_code == 404
-    assert _post_json(_client_for(admin), f"/api/users/{alice.pk}/notify", {"data": 1}).status_code == 400
+    assert post_json(client_for(alice), f"/api/users/{admin.pk}/notify", {"text": "x"}).status_code == 403
+    assert post_json(client_for(admin), "/api/users/999999/notify", {"text": "x"}).status_code == 404
+    assert post_json(client_for(admin), f"/api/users/{alice.pk}/notify", {"data": 1}).status_code == 400
 
 
 def test_prune_messages_keeps_the_retention_window_and_never_reuses_ids() -> None:

@@ -6,33 +6,15 @@ import asyncio
 from typing import Any
 
 import pytest
-from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.contrib.auth.models import User
 
-from tests.support.communicators import receive_message, send_message, ws_communicator
-from tests.support.users import make_user, session_key_for
+from tests.support.communicators import connect_user, receive_message, request, ws_communicator
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-async def _connect(username: str) -> tuple[WebsocketCommunicator, User, str]:
-    user = await sync_to_async(make_user)(username)
-    key = await sync_to_async(session_key_for)(user)
-    communicator = ws_communicator(session_key=key)
-    connected, _ = await communicator.connect()
-    assert connected
-    assert (await receive_message(communicator))["type"] == "welcome"
-    return communicator, user, key
-
-
-async def _request(communicator: WebsocketCommunicator, message: dict[str, Any]) -> dict[str, Any]:
-    await send_message(communicator, message)
-    return await receive_message(communicator)
-
-
 async def _subscribe(communicator: WebsocketCommunicator, topic: str) -> dict[str, Any]:
-    reply = await _request(communicator, {"type": "subscribe", "topic": topic})
+    reply = await request(communicator, {"type": "subscribe", "topic": topic})
     assert reply["type"] == "subscribed", reply
     return reply
 
@@ -48,24 +30,24 @@ async def _next_of(communicator: WebsocketCommunicator, frame_type: str, wait: f
 
 
 async def test_presence_of_a_bad_or_private_topic_is_an_error() -> None:
-    alice, alice_user, _ = await _connect("alice")
-    bob, _, _ = await _connect("bob")
-    assert (await _request(alice, {"type": "presence", "topic": "nope"}))["code"] == "bad_topic"
-    assert (await _request(bob, {"type": "presence", "topic": f"user.{alice_user.pk}"}))["code"] == "forbidden"
+    alice, alice_user, _ = await connect_user("alice")
+    bob, _, _ = await connect_user("bob")
+    assert (await request(alice, {"type": "presence", "topic": "nope"}))["code"] == "bad_topic"
+    assert (await request(bob, {"type": "presence", "topic": f"user.{alice_user.pk}"}))["code"] == "forbidden"
     await alice.disconnect()
     await bob.disconnect()
 
 
 async def test_presence_lists_users_and_diffs_joins_and_leaves() -> None:
-    alice, alice_user, _ = await _connect("alice")
+    alice, alice_user, _ = await connect_user("alice")
     await _subscribe(alice, "room.p")
     assert (await _next_of(alice, "presence_diff"))["joined"] == [{"id": alice_user.pk, "username": "alice"}]
-    bob, bob_user, _ = await _connect("bob")
+    bob, bob_user, _ = await connect_user("bob")
     await _subscribe(bob, "room.p")
     joined = await _next_of(alice, "presence_diff")
     assert joined["joined"] == [{"id": bob_user.pk, "username": "bob"}]
     assert joined["left"] == []
-    reply = await _request(alice, {"type": "presence", "topic": "room.p"})
+    reply = await request(alice, {"type": "presence", "topic": "room.p"})
     assert reply == {
         "type": "presence",
         "topic": "room.p",
@@ -74,13 +56,13 @@ async def test_presence_lists_users_and_diffs_joins_and_leaves() -> None:
     await bob.disconnect()
     left = await _next_of(alice, "presence_diff")
     assert left["left"] == [{"id": bob_user.pk, "username": "bob"}]
-    reply = await _request(alice, {"type": "presence", "topic": "room.p"})
+    reply = await request(alice, {"type": "presence", "topic": "room.p"})
     assert [u["username"] for u in reply["users"]] == ["alice"]
     await alice.disconnect()
 
 
 async def test_second_connection_of_a_user_does_not_rejoin() -> None:
-    alice, _alice_user, key = await _connect("alice")
+    alice, _alice_user, key = await connect_user("alice")
     await _subscribe(alice, "room.twice")
     await _next_of(alice, "presence_diff")
     again = ws_communicator(session_key=key)

@@ -12,39 +12,23 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.contrib.auth.models import User
 from django.contrib.sessions.models import Session
 
 from shared import messaging
 from shared.current_user import use_current_user
 from shared.revocation import revoke_session
-from tests.support.communicators import receive_message, send_message, ws_communicator
-from tests.support.users import make_user, session_key_for
+from tests.support.communicators import connect_user, receive_message, request, send_message
+from tests.support.users import make_user
 from ws_service.protocol import CLOSE_UNAUTHENTICATED
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-async def _connect(username: str) -> tuple[WebsocketCommunicator, User, str]:
-    user = await sync_to_async(make_user)(username)
-    key = await sync_to_async(session_key_for)(user)
-    communicator = ws_communicator(session_key=key)
-    connected, _ = await communicator.connect()
-    assert connected
-    assert (await receive_message(communicator))["type"] == "welcome"
-    return communicator, user, key
-
-
-async def _request(communicator: WebsocketCommunicator, message: dict[str, Any]) -> dict[str, Any]:
-    await send_message(communicator, message)
-    return await receive_message(communicator)
 
 
 async def _subscribe(communicator: WebsocketCommunicator, topic: str, since: int | None = None) -> dict[str, Any]:
     message: dict[str, Any] = {"type": "subscribe", "topic": topic}
     if since is not None:
         message["since"] = since
-    reply = await _request(communicator, message)
+    reply = await request(communicator, message)
     assert reply["type"] == "subscribed", reply
     return reply
 
@@ -70,7 +54,7 @@ async def _quiet(communicator: WebsocketCommunicator, wait: float = 0.3) -> bool
 
 
 async def test_publish_is_stored_acked_and_delivered_with_increasing_ids() -> None:
-    alice, alice_user, _ = await _connect("alice")
+    alice, alice_user, _ = await connect_user("alice")
     assert (await _subscribe(alice, "room.lobby"))["last_id"] == 0
     for expected_id, text in enumerate(["one", "two", "three"], start=1):
         await send_message(alice, {"type": "publish", "topic": "room.lobby", "text": text, "ref": f"r{expected_id}"})
@@ -85,7 +69,7 @@ async def test_publish_is_stored_acked_and_delivered_with_increasing_ids() -> No
 
 
 async def test_author_comes_from_the_connection_never_from_the_message() -> None:
-    alice, alice_user, _ = await _connect("alice")
+    alice, alice_user, _ = await connect_user("alice")
     await sync_to_async(make_user)("mallory")
     await _subscribe(alice, "room.lobby")
     forged = {"type": "publish", "topic": "room.lobby", "text": "hi", "author": {"id": 999, "username": "mallory"}}
@@ -96,11 +80,11 @@ async def test_author_comes_from_the_connection_never_from_the_message() -> None
 
 
 async def test_subscribe_since_replays_exactly_what_was_missed_in_order() -> None:
-    alice, _, _ = await _connect("alice")
+    alice, _, _ = await connect_user("alice")
     for i in range(5):
         await send_message(alice, {"type": "publish", "topic": "room.history", "text": f"m{i + 1}"})
         await _next_of(alice, "ack")
-    bob, _, _ = await _connect("bob")
+    bob, _, _ = await connect_user("bob")
     subscribed = await _subscribe(bob, "room.history", since=2)
     assert subscribed["last_id"] == 5
     replay = [await receive_message(bob) for _ in range(3)]
@@ -112,7 +96,7 @@ async def test_subscribe_since_replays_exactly_what_was_missed_in_order() -> Non
 
 
 async def test_subscribe_without_since_replays_nothing() -> None:
-    alice, _, _ = await _connect("alice")
+    alice, _, _ = await connect_user("alice")
     await send_message(alice, {"type": "publish", "topic": "room.quiet", "text": "before"})
     await _next_of(alice, "ack")
     assert (await _subscribe(alice, "room.quiet"))["last_id"] == 1
@@ -121,7 +105,7 @@ async def test_subscribe_without_since_replays_nothing() -> None:
 
 
 async def test_out_of_order_delivery_is_reordered_and_deduplicated() -> None:
-    alice, alice_user, _ = await _connect("alice")
+    alice, alice_user, _ = await connect_user("alice")
     await _subscribe(alice, "room.order")
     assert await _quiet(alice)  # nothing else is pending after the subscribe
 
@@ -158,20 +142,20 @@ async def test_out_of_order_delivery_is_reordered_and_deduplicated() -> None:
     ],
 )
 async def test_bad_topic_frames_get_error_codes(frame: dict[str, Any], code: str) -> None:
-    alice, _, _ = await _connect("alice")
-    reply = await _request(alice, frame)
+    alice, _, _ = await connect_user("alice")
+    reply = await request(alice, frame)
     assert reply["type"] == "error"
     assert reply["code"] == code
-    assert (await _request(alice, {"type": "ping"})) == {"type": "pong"}
+    assert (await request(alice, {"type": "ping"})) == {"type": "pong"}
     await alice.disconnect()
 
 
 async def test_user_topics_are_private() -> None:
-    alice, alice_user, _ = await _connect("alice")
-    bob, _bob_user, _ = await _connect("bob")
+    alice, alice_user, _ = await connect_user("alice")
+    bob, _bob_user, _ = await connect_user("bob")
     assert (await _subscribe(alice, f"user.{alice_user.pk}"))["topic"] == f"user.{alice_user.pk}"
     for frame_type in ("subscribe", "publish"):
-        reply = await _request(bob, {"type": frame_type, "topic": f"user.{alice_user.pk}", "text": "x"})
+        reply = await request(bob, {"type": frame_type, "topic": f"user.{alice_user.pk}", "text": "x"})
         assert reply["type"] == "error"
         assert reply["code"] == "forbidden", frame_type
     await alice.disconnect()
@@ -179,11 +163,11 @@ async def test_user_topics_are_private() -> None:
 
 
 async def test_unsubscribe_stops_delivery() -> None:
-    alice, _, _ = await _connect("alice")
-    bob, _, _ = await _connect("bob")
+    alice, _, _ = await connect_user("alice")
+    bob, _, _ = await connect_user("bob")
     await _subscribe(alice, "room.u")
     assert await _quiet(alice)
-    assert await _request(alice, {"type": "unsubscribe", "topic": "room.u"}) == {
+    assert await request(alice, {"type": "unsubscribe", "topic": "room.u"}) == {
         "type": "unsubscribed",
         "topic": "room.u",
     }
@@ -203,19 +187,19 @@ async def _closed_code(communicator: WebsocketCommunicator) -> int:
 
 
 async def test_revoking_the_session_closes_its_sockets_with_4401() -> None:
-    alice, _, key = await _connect("alice")
+    alice, _, key = await connect_user("alice")
     await sync_to_async(revoke_session)(key)
     assert await _closed_code(alice) == CLOSE_UNAUTHENTICATED
 
 
 async def test_deleting_the_session_closes_its_sockets() -> None:
-    alice, _, key = await _connect("alice")
+    alice, _, key = await connect_user("alice")
     await sync_to_async(lambda: Session.objects.get(session_key=key).delete())()
     assert await _closed_code(alice) == CLOSE_UNAUTHENTICATED
 
 
 async def test_password_change_closes_every_socket_of_the_user() -> None:
-    alice, alice_user, _ = await _connect("alice")
+    alice, alice_user, _ = await connect_user("alice")
 
     def change() -> None:
         alice_user.set_password("another-password-9876")
@@ -226,7 +210,7 @@ async def test_password_change_closes_every_socket_of_the_user() -> None:
 
 
 async def test_other_saves_of_the_user_do_not_close_sockets() -> None:
-    alice, alice_user, _ = await _connect("alice")
+    alice, alice_user, _ = await connect_user("alice")
 
     def rename() -> None:
         alice_user.first_name = "Alice"
@@ -238,16 +222,16 @@ async def test_other_saves_of_the_user_do_not_close_sockets() -> None:
 
 
 async def test_error_frames_echo_the_requests_ref() -> None:
-    alice, _, _ = await _connect("alice")
-    reply = await _request(alice, {"type": "publish", "topic": "nope", "text": "x", "ref": "req-7"})
+    alice, _, _ = await connect_user("alice")
+    reply = await request(alice, {"type": "publish", "topic": "nope", "text": "x", "ref": "req-7"})
     assert reply == {"type": "error", "code": "bad_topic", "detail": reply["detail"], "ref": "req-7"}
-    assert "ref" not in await _request(alice, {"type": "publish", "topic": "nope", "ref": 5})
+    assert "ref" not in await request(alice, {"type": "publish", "topic": "nope", "ref": 5})
     await alice.disconnect()
 
 
 async def test_long_replays_are_sent_page_by_page_without_gaps(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(messaging, "REPLAY_PAGE_SIZE", 4)
-    alice, alice_user, _ = await _connect("alice")
+    alice, alice_user, _ = await connect_user("alice")
 
     def store_many() -> None:
         with use_current_user(alice_user):
