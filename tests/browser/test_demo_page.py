@@ -8,6 +8,11 @@ the ws service is restarted (same port). While it is down, messages are
 posted over HTTP (``POST /api/topics/<topic>/messages``); each page must
 reconnect by itself and show every one of them exactly once.
 
+Further tests: a reload and a return to a room show its recent history (subscribe
+with ``recent``), once each even while new messages arrive; one identity line and
+friendly status text (also after a logout elsewhere: 4401); the room's own name as
+heading and title; the page's own invalid-room message; no 404 (favicon).
+
 In tests the web and ws services listen on different ports, so the page's web
 server runs with ``WS_PUBLIC_URL`` pointing at the ws service (in production
 it is empty: same origin ``/ws/`` through the proxy).
