@@ -88,7 +88,7 @@ async def resolve(name: str, within: float = LOOKUP_TIMEOUT_SECONDS) -> frozense
         async with asyncio.timeout(within):
             infos = await loop.getaddrinfo(name, None, type=socket.SOCK_STREAM)
     except (OSError, TimeoutError) as exc:
-        logger.warning("trusted proxy name %r did not resolve: %s", name, exc)
+        logger.debug("trusted proxy name %r did not resolve: %r", name, exc)
         return frozenset()
     # sockaddr[0] is the address; an IPv6 link-local one may carry "%scope".
     return frozenset(str(info[4][0]).split("%", 1)[0] for info in infos)
@@ -119,6 +119,7 @@ class TrustedProxyHeaders:
         self.lookups = 0
         self._last_lookup = -float("inf")
         self._pending: asyncio.Future[None] | None = None
+        self._found: dict[str, frozenset[str]] = {}
         self._middleware = ProxyHeadersMiddleware(app, trusted_hosts=list(self.fixed))
 
     def trusts(self, peer: str) -> bool:
@@ -155,6 +156,11 @@ class TrustedProxyHeaders:
     async def _lookup(self) -> None:
         self.lookups += 1
         found = await asyncio.gather(*(self.resolver(name) for name in self.names))
+        for name, addresses_of_name in zip(self.names, found, strict=True):
+            if not addresses_of_name and self._found.get(name) != frozenset():
+                # Once per name until it resolves again (compose starts the proxy after web and ws).
+                logger.warning("trusted proxy name %r does not resolve (yet): its headers are ignored", name)
+            self._found[name] = addresses_of_name
         addresses = frozenset().union(*found)
         if addresses != self.resolved:
             logger.info("trusted proxy addresses: %s -> %s", ",".join(self.names), ",".join(sorted(addresses)) or "-")
