@@ -297,3 +297,26 @@ def test_env_example_documents_the_defaults(rendered: dict[str, Any]) -> None:
     commented = re.findall(r"^# ([A-Z_]+)=", (ROOT / ".env.example").read_text(), flags=re.MULTILINE)
     for name in commented:
         assert name == "COMPOSE_FILE" or name in compose_text, name
+
+
+@requires_compose()
+def test_the_development_override_mounts_the_code_read_only_and_reloads_web_and_ws() -> None:
+    command = ["docker", "compose", "--file", str(COMPOSE_FILE), "--file", str(ROOT / "compose.dev.yaml")]
+    command += ["--project-directory", str(ROOT), "--env-file", "/dev/null", "config", "--format", "json"]
+    services = json.loads(run_command(command, env=clean_env(), timeout=60).stdout)["services"]
+    packages = ("shared", "web_service", "ws_service")
+    for name in ("web", "ws", "migrate"):
+        mounts = {volume["target"]: volume for volume in services[name]["volumes"]}
+        assert set(mounts) == {f"/app/{package}" for package in packages}, name
+        for package in packages:
+            assert mounts[f"/app/{package}"]["source"] == str(ROOT / package)
+            assert mounts[f"/app/{package}"]["read_only"] is True
+    for name, module in (("web", "web_service"), ("ws", "ws_service")):
+        reload_command = services[name]["command"]
+        assert reload_command[:3] == ["python", "-m", "shared.reloader"], name
+        assert reload_command[-4:] == ["--", "python", "-m", module], name
+        assert [reload_command[i + 1] for i, arg in enumerate(reload_command) if arg == "--watch"] == list(packages)
+        # The hardening of compose.yaml stays.
+        assert services[name]["read_only"] is True
+        assert services[name]["cap_drop"] == ["ALL"]
+    assert "volumes" not in services["prune"]
