@@ -678,6 +678,11 @@ async def test_a_second_project_runs_alongside_with_images_and_networks_of_its_o
         (proxy,) = await asyncio.to_thread(project.containers, "proxy")
         (edge,) = proxy["NetworkSettings"]["Networks"].values()
         subnets.append(f"{edge['IPAddress']}/{edge['IPPrefixLen']}")
+        # FORWARDED_ALLOW_IPS=proxy: web and ws found the proxy's address by its name.
+        for service in ("web", "ws"):
+            container = (await asyncio.to_thread(project.containers, service))[0]
+            logs = await asyncio.to_thread(project.logs, container["Id"])
+            assert f"trusted proxy addresses: proxy -> {edge['IPAddress']}" in logs, service
     # Docker picked a different edge subnet for each (web and ws trust the proxy by name).
     first, second = (ipaddress.ip_interface(subnet).network for subnet in subnets)
     assert not first.overlaps(second), subnets
