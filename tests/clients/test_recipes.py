@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import queue
 import re
-import shlex
 import shutil
 import signal
 import subprocess
@@ -27,29 +26,11 @@ from django.contrib.auth.models import User
 
 from shared.models import Message
 from tests.support.front import Front, front
+from tests.support.recipes import DOCUMENTED_PASSWORD, FRAMES, ROOT, environment, recipes, run_script, script
 from tests.support.servers import DaphneServer
-from tests.support.users import PASSWORD, make_user
-
-ROOT = Path(__file__).resolve().parents[2]
-PAGE = ROOT / "docs" / "clients.md"
-RECIPE = re.compile(r"<!-- recipe: ([a-z-]+) -->\n```sh\n(.*?)\n```", re.DOTALL)
-DOCUMENTED_ADDRESS = "127.0.0.1:8000"
-DOCUMENTED_PASSWORD = "'the-password-create_demo_users-printed'"
-RUN_TIMEOUT = 60
-# Recipes that use the ticket from the login recipe.
-NEEDS_TICKET = {"no-csrf-header", "websocat", "wscat", "node", "python"}
-FRAMES = (
-    '{"type":"subscribe","topic":"room.lobby"}\n'
-    '{"type":"publish","topic":"room.lobby","text":"hello from a terminal","ref":"t1"}\n'
-)
+from tests.support.users import make_user
 
 db = pytest.mark.django_db(transaction=True)
-
-
-def recipes() -> dict[str, str]:
-    found = dict(RECIPE.findall(PAGE.read_text()))
-    assert found, "docs/clients.md has no recipes"
-    return found
 
 
 def test_every_recipe_is_run_by_a_test() -> None:
@@ -95,34 +76,8 @@ def demo_user() -> User:
     return make_user(f"demo-{uuid.uuid4().hex[:10]}")
 
 
-def script(name: str, router: Front, user: User) -> str:
-    """The recipe ``name``, after the credentials (and login, for a ticket), with the test's address."""
-    found = recipes()
-    parts = [found["credentials"], *(["login"] and [found["login"]] if name in NEEDS_TICKET else []), found[name]]
-    if name == "login":
-        parts = [found["credentials"], found["login"]]
-    text = "\n".join(parts)
-    text = text.replace(DOCUMENTED_ADDRESS, f"127.0.0.1:{router.port}")
-    text = text.replace(DOCUMENTED_PASSWORD, shlex.quote(PASSWORD))
-    return text.replace("DEMO_USER=alice", f"DEMO_USER={user.username}")
-
-
-def environment() -> dict[str, str]:
-    """The caller's environment, with the project's .venv first (``python3`` has ``websockets``)."""
-    venv_bin = Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin"
-    return dict(os.environ, PATH=f"{venv_bin}:{os.environ['PATH']}")
-
-
 def run(name: str, router: Front, user: User, cwd: Path) -> str:
-    result = subprocess.run(
-        ["bash", "-ec", script(name, router, user)],
-        cwd=cwd,
-        env=environment(),
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-        check=False,
-    )
+    result = run_script(script(name, router.port, user.username), cwd)
     assert result.returncode == 0, f"{name} failed ({result.returncode}): {result.stdout}\n{result.stderr}"
     return result.stdout
 
@@ -130,7 +85,7 @@ def run(name: str, router: Front, user: User, cwd: Path) -> str:
 def run_interactive(name: str, router: Front, user: User, cwd: Path, *, until: str, within: float = 20) -> str:
     """Start the recipe, type ``FRAMES`` once it is connected (stdin kept open), read until ``until``."""
     process = subprocess.Popen(
-        ["bash", "-ec", script(name, router, user)],
+        ["bash", "-ec", script(name, router.port, user.username)],
         cwd=cwd,
         env=environment(),
         stdin=subprocess.PIPE,
