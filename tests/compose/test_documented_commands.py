@@ -50,9 +50,10 @@ PRINTED_USER = re.compile(r"^(alice|bob) (\S+) \(", re.MULTILINE)
 
 def documented_commands(page: Path) -> list[str]:
     """Every command line of ``page``'s sh blocks, continuations joined, comments kept."""
+    blocks: list[str] = SH_BLOCK.findall(page.read_text())
     return [
         line.strip()
-        for block in SH_BLOCK.findall(page.read_text())
+        for block in blocks
         for line in block.replace("\\\n", " ").splitlines()
         if line.strip() and not line.strip().startswith("#")
     ]
@@ -64,7 +65,8 @@ def documented(page: Path, containing: str) -> str:
 
 
 def documented_block(page: Path, containing: str) -> str:
-    (block,) = [block for block in SH_BLOCK.findall(page.read_text()) if containing in block]
+    blocks: list[str] = [block for block in SH_BLOCK.findall(page.read_text()) if containing in block]
+    (block,) = blocks
     return block
 
 
