@@ -140,6 +140,15 @@ def test_a_ticket_request_without_the_csrf_header_is_403(recipe_front: Front, de
 
 
 @db
+def test_a_handshake_without_origin_is_told_which_origin_to_send(
+    recipe_front: Front, demo_user: User, tmp_path: Path
+) -> None:
+    output = run("no-origin", recipe_front, demo_user, tmp_path)
+    assert output.splitlines()[2].startswith("HTTP/1.1 403"), output
+    assert f"send Origin: http://127.0.0.1:{recipe_front.port} (or one in" in output
+
+
+@db
 def test_python_websockets_recipe(recipe_front: Front, demo_user: User, tmp_path: Path) -> None:
     output = run("python", recipe_front, demo_user, tmp_path)
     assert '"type": "welcome"' in output

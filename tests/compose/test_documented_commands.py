@@ -159,7 +159,7 @@ async def test_the_two_demo_users_chat(compose_stack: ComposeProject, demo_passw
         await asyncio.gather(*(socket.close() for socket in sockets.values()))
 
 
-@pytest.mark.parametrize("recipe", ["login", "no-csrf-header", "python"])
+@pytest.mark.parametrize("recipe", ["login", "no-csrf-header", "no-origin", "python"])
 def test_client_recipes_through_the_compose_proxy(
     compose_stack: ComposeProject, demo_passwords: dict[str, str], recipe: str, tmp_path: Path
 ) -> None:
@@ -167,7 +167,12 @@ def test_client_recipes_through_the_compose_proxy(
     text = script(recipe, compose_stack.http_port, "bob", demo_passwords["bob"])
     result = run_script(text, tmp_path)
     assert result.returncode == 0, f"{recipe}: {result.stdout}\n{result.stderr}"
-    expected = {"login": "login: 302", "no-csrf-header": "without X-CSRFToken: 403", "python": '"type": "ack"'}
+    expected = {
+        "login": "login: 302",
+        "no-csrf-header": "without X-CSRFToken: 403",
+        "no-origin": f"send Origin: {compose_stack.base_url} (or one in",
+        "python": '"type": "ack"',
+    }
     assert expected[recipe] in result.stdout, result.stdout
 
 

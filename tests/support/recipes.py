@@ -22,7 +22,7 @@ DOCUMENTED_ADDRESS = "127.0.0.1:8000"
 DOCUMENTED_PASSWORD = "'the-password-create_demo_users-printed'"
 RUN_TIMEOUT = 60
 # Recipes that use the ticket from the login recipe.
-NEEDS_TICKET = {"no-csrf-header", "websocat", "wscat", "node", "python"}
+NEEDS_TICKET = {"no-csrf-header", "no-origin", "websocat", "wscat", "node", "python"}
 FRAMES = (
     '{"type":"subscribe","topic":"room.lobby"}\n'
     '{"type":"publish","topic":"room.lobby","text":"hello from a terminal","ref":"t1"}\n'
