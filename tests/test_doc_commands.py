@@ -7,7 +7,7 @@ that does not exist fails here. Blocks marked ``<!-- recipe: NAME -->``
 (docs/clients.md) are run as written by tests/clients/test_recipes.py, which
 checks its own coverage; a line of another page that repeats a recipe line
 verbatim counts as run by that module. Some commands here are run for real
-(``scripts/test``, ``apt-get --simulate``, the Kubernetes block's offline
+(``scripts/test``, the Kubernetes block's offline
 part, the bench command lines through the harness's own parser).
 """
 
@@ -72,11 +72,36 @@ COMMANDS = (
         "as written, in order",
     ),
     Exercised(
-        r"scripts/test( .*)?",
+        r"scripts/test --check",
+        ("tests/test_setup_script.py::test_check_finds_nothing_missing_when_every_tool_is_there",),
+        "as written, on a PATH with every tool",
+    ),
+    Exercised(
+        r"cp \.env\.example \.env|docker compose config",
+        (
+            "tests/compose/test_compose_config.py::test_env_example_documents_the_defaults",
+            "tests/compose/test_compose_config.py::test_compose_reads_dot_env_from_the_project_directory",
+        ),
+        "equivalent: .env.example as the env file, then a .env in the project directory, through compose config",
+    ),
+    Exercised(
+        r"HTTP_PORT=8100 docker compose -p other (up --build -d --wait|ps)|docker compose -p other down -v",
+        (
+            "tests/compose/test_compose_e2e.py::test_a_second_project_runs_alongside_with_images_and_networks_of_its_own",
+            "tests/compose/test_compose_e2e.py::test_each_projects_down_leaves_the_other_running",
+        ),
+        "equivalent: a second project under its own name and port, then its down",
+    ),
+    Exercised(
+        r"docker compose -f compose\.yaml -f compose\.dev\.yaml (up --build -d --wait|logs -f web ws)",
+        ("tests/compose/test_compose_e2e.py::test_an_edit_is_live_in_both_services_without_a_rebuild",),
+        "equivalent: the dev_project fixture's up with both files (logs -f follows forever: not run)",
+    ),
+    Exercised(
+        r"scripts/test(?! --check)( .*)?",
         (f"{THIS}::test_scripts_test_hands_its_arguments_to_pytest",),
         "in a fresh clone, the documented arguments plus COLLECT_ONLY (the whole run: .ci/run)",
     ),
-    Exercised(r"apt-get install .*", (f"{THIS}::test_the_apt_get_line_installs_known_packages",), "with --simulate"),
     Exercised(
         r"\.venv/bin/ruff check \. && \.venv/bin/ruff format --check \. && DJANGO_DEBUG=1 \.venv/bin/mypy \.",
         (
@@ -198,7 +223,7 @@ def test_scripts_test_hands_its_arguments_to_pytest(tmp_path: Path) -> None:
     env = {name: value for name, value in os.environ.items() if name not in {"VIRTUAL_ENV", "PYTHONPATH"}}
     venv_bin = str(Path(sys.executable).parent)
     env["PATH"] = os.pathsep.join(part for part in env["PATH"].split(os.pathsep) if part != venv_bin)
-    for command in _documented(r"scripts/test( .*)?"):
+    for command in _documented(r"scripts/test(?! --check)( .*)?"):
         arguments = shlex.split(command)[1:]
         result = subprocess.run(
             [str(clone / "scripts" / "test"), *arguments, *COLLECT_ONLY],
@@ -215,39 +240,6 @@ def test_scripts_test_hands_its_arguments_to_pytest(tmp_path: Path) -> None:
         if "-k" in arguments:
             keyword = arguments[arguments.index("-k") + 1]
             assert all(keyword in line.lower() for line in collected), collected[:5]
-
-
-@pytest.mark.skipif(shutil.which("apt-get") is None, reason="not a Debian or Ubuntu machine")
-def test_the_apt_get_line_installs_known_packages() -> None:
-    """Every package is known to apt; the line installs, simulated, whichever of them are not installed.
-
-    A machine may have one of them from elsewhere (Node.js from NodeSource conflicts with Debian's npm),
-    so only the missing ones are simulated, as a newcomer's machine would install them.
-    """
-    for command in _documented(r"apt-get install .*"):
-        packages = shlex.split(command)[2:]
-        for package in packages:
-            known = subprocess.run(["apt-cache", "show", package], capture_output=True, timeout=60, check=False)
-            assert known.returncode == 0, f"{command}: apt knows no package {package!r}"
-        status = subprocess.run(
-            ["dpkg-query", "-W", "-f=${Package} ${Status}\\n", *packages],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        installed = {line.split()[0] for line in status.stdout.splitlines() if line.endswith(" installed")}
-        missing = [package for package in packages if package not in installed and shutil.which(package) is None]
-        if missing:
-            result = subprocess.run(
-                ["apt-get", "install", "--simulate", "--quiet", *missing],
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-                env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"),
-            )
-            assert result.returncode == 0, f"apt-get install {' '.join(missing)}: {result.stderr[-2000:]}"
 
 
 def test_bench_command_lines_are_accepted_by_the_harness() -> None:

@@ -32,7 +32,6 @@ from tests.compose.support import (
     ComposeProject,
     clean_env,
     docker_status,
-    edge_network_env,
     free_port,
     requires_engine,
 )
@@ -100,7 +99,7 @@ def compose_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeP
         pytest.fail(f"CI=true but no usable Docker engine: {status.detail}")
     env_file = tmp_path_factory.mktemp("compose-readme") / "test.env"
     port = free_port()
-    env_file.write_text(f"HTTP_PORT={port}\n" + edge_network_env())
+    env_file.write_text(f"HTTP_PORT={port}\n")
     project = ComposeProject(
         name=f"wsreadme{uuid.uuid4().hex[:10]}", http_port=port, env_file=env_file, env=clean_env(DOCKER_BUILDKIT="1")
     )
