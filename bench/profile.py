@@ -33,14 +33,18 @@ def _py_spy() -> str:
     return found
 
 
-def main(argv: list[str]) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench profile", description=__doc__)
     parser.add_argument("--server", choices=("daphne", "uvicorn"), required=True)
     parser.add_argument("--quick", action="store_const", dest="sizes", const="quick", default="full")
     parser.add_argument("--format", choices=sorted(EXTENSIONS), default="speedscope")
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--output", type=Path, help="profile file (default bench/results/profile-SERVER.EXT)")
-    arguments = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    arguments = _parser().parse_args(argv)
 
     from bench.accounts import create_accounts, setup_django
     from bench.infra import Backing, ServerProcess, bench_env, start_all

@@ -127,7 +127,7 @@ def connection_retry() -> Retry:
 
 @dataclass(frozen=True, slots=True)
 class RedisPoolOptions:
-    """Per-process pool settings; see the README's configuration table."""
+    """Per-process pool settings; see the table in docs/configuration.md."""
 
     max_connections: int = 64
     pool_timeout: float = 10.0

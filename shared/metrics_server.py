@@ -1,4 +1,4 @@
-"""The internal Prometheus listener: ``GET /metrics`` on ``METRICS_PORT`` (README: Metrics).
+"""The internal Prometheus listener: ``GET /metrics`` on ``METRICS_PORT`` (docs/operations.md: Metrics).
 
 It runs in a daemon thread beside the server, on its own port, which the
 public proxy never routes to (the proxy and the Ingress only reach the app

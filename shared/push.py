@@ -3,7 +3,7 @@
 Works from any process that shares the channel layer (the web service, a
 management command, a worker): the ws consumers forward ``deliver`` events to
 their clients unchanged. Every group send is timed in
-``ws_channel_layer_send_seconds`` (README: Metrics).
+``ws_channel_layer_send_seconds`` (docs/operations.md: Metrics).
 """
 
 from __future__ import annotations

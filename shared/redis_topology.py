@@ -1,6 +1,6 @@
 """Where Redis is: one server, a Sentinel-managed master, or channel-layer shards.
 
-Parsed once from the environment by ``shared.settings`` (README: "Redis
+Parsed once from the environment by ``shared.settings`` (docs/operations.md: "Redis
 beyond one node"); every bad value fails start-up with
 ``ImproperlyConfigured`` naming the variable.
 

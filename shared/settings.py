@@ -1,7 +1,7 @@
 """The one settings module of both services (DJANGO_SETTINGS_MODULE=shared.settings).
 
 Everything that differs per deployment comes from an environment variable;
-README.md has the full table. Production secrets have no default: with
+docs/configuration.md has the full table. Production secrets have no default: with
 DJANGO_DEBUG off, start-up fails with a message naming the missing variable,
 and unless DJANGO_ENV=development it refuses the published development ones.
 """
@@ -114,7 +114,7 @@ REDIS_POOL = RedisPoolOptions(
     socket_timeout=env_float("REDIS_SOCKET_TIMEOUT", 15.0, minimum=6.0),
     connect_timeout=env_float("REDIS_CONNECT_TIMEOUT", 2.0, minimum=0.1),
 )
-# Redis past one node (README: "Redis beyond one node"): Sentinel, or channel-layer shards.
+# Redis past one node (docs/operations.md: "Redis beyond one node"): Sentinel, or channel-layer shards.
 REDIS_TOPOLOGY = redis_topology(
     REDIS_URL,
     sentinels=env_str("REDIS_SENTINELS", ""),
@@ -254,7 +254,7 @@ USE_X_FORWARDED_HOST = False
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
 SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0, minimum=0)
 # Off by default: both commit every subdomain (and, once preloaded, browsers for
-# months) to https. `check --deploy` warns until they are on (README: production checklist).
+# months) to https. `check --deploy` warns until they are on (docs/deployment.md: production checklist).
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the web service (README: Metrics), counted by ``HealthCheckMiddleware``.
+"""Prometheus metrics of the web service (docs/operations.md: Metrics), counted by ``HealthCheckMiddleware``.
 
 Labels are bounded: the method is one of the standard ones (else ``other``),
 the status is its class (``2xx`` …), and the route is the URL pattern that

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -20,8 +21,37 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def deny_handshake(receive: Receive, send: Send) -> None:
-    """Refuse a WebSocket handshake: the server answers HTTP 403."""
+# The ASGI extension that lets an application answer a handshake with its own HTTP response (Uvicorn).
+HTTP_RESPONSE_EXTENSION = "websocket.http.response"
+HINT_MAX_LENGTH = 200
+
+
+def printable_hint(text: str) -> str:
+    """``text`` as one line of printable ASCII, short enough for an HTTP reason phrase."""
+    return re.sub(r"[^\x20-\x7e]", "?", text)[:HINT_MAX_LENGTH]
+
+
+async def deny_handshake(scope: Scope, receive: Receive, send: Send, hint: str) -> None:
+    """Refuse a WebSocket handshake with HTTP 403 that says why.
+
+    With the ``websocket.http.response`` extension (Uvicorn) the hint is the
+    response's text body; otherwise it goes as the close's ``reason``, which the
+    launcher's Daphne patch (``ws_service.daphne_close``) sends as the body.
+    Either way a command-line client sees it, through a proxy too.
+    """
     message = await receive()
-    if message["type"] == "websocket.connect":
-        await send({"type": "websocket.close"})
+    if message["type"] != "websocket.connect":
+        return
+    hint = printable_hint(hint)
+    if HTTP_RESPONSE_EXTENSION in scope.get("extensions", {}):
+        body = f"{hint}\n".encode()
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": 403,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))],
+            }
+        )
+        await send({"type": "websocket.http.response.body", "body": body})
+        return
+    await send({"type": "websocket.close", "reason": hint})

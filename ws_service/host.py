@@ -75,4 +75,4 @@ class HostValidator:
             return
         logger.warning("refused WebSocket handshake: host %r not in ALLOWED_HOSTS", hosts)
         metrics.handshake_decided(scope, metrics.OUTCOME_HOST_REFUSED)
-        await deny_handshake(receive, send)
+        await deny_handshake(scope, receive, send, "WebSocket refused: Host is not in DJANGO_ALLOWED_HOSTS")

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the ws service (README: Metrics).
+"""Prometheus metrics of the ws service (docs/operations.md: Metrics).
 
 Served on the internal ``METRICS_PORT`` by :mod:`shared.metrics_server`, never
 on the public port. Every label has a fixed, small set of values: the
@@ -168,7 +168,7 @@ def count_sent(frame_type: object) -> None:
     (SENT.get(frame_type, SENT_UNKNOWN) if type(frame_type) is str else SENT_UNKNOWN).inc()
 
 
-# The error codes of README "Errors" (ws_service.protocol.ErrorCode, topic errors, rate_limited).
+# The error codes of docs/protocol.md "Errors" (ws_service.protocol.ErrorCode, topic errors, rate_limited).
 ERROR_CODES: Final = (
     "bad_json",
     "bad_message",

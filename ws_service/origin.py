@@ -104,6 +104,14 @@ def origin_allowed(origin: str | None, own: Origin | None, trusted_origins: Sequ
     return parsed == own or any(_matches_trusted(parsed, trusted.lower()) for trusted in trusted_origins)
 
 
+def refusal_hint(origin: str | None, scope: Scope) -> str:
+    """What a refused client should send instead (the 403's text)."""
+    host = header(scope, b"host")
+    own = f"{request_scheme(scope)}://{host}" if host else "this server's own origin"
+    problem = "no Origin header" if origin is None else f"Origin {origin!r} is not allowed"
+    return f"WebSocket refused: {problem}; send Origin: {own} (or one in DJANGO_CSRF_TRUSTED_ORIGINS)"
+
+
 class OriginValidator:
     """Refuses WebSocket handshakes from missing, ``null`` or foreign origins with 403."""
 
@@ -121,4 +129,4 @@ class OriginValidator:
             return
         logger.warning("refused WebSocket handshake: origin %r is neither this server's nor trusted", origin)
         metrics.handshake_decided(scope, metrics.OUTCOME_ORIGIN_REFUSED)
-        await deny_handshake(receive, send)
+        await deny_handshake(scope, receive, send, refusal_hint(origin, scope))

@@ -11,7 +11,7 @@ from ws_service.consumers import ConnectionConsumer
 
 async def unknown_path(scope: Scope, receive: Receive, send: Send) -> None:
     """Any WebSocket path other than /ws/ is refused at the handshake (403)."""
-    await deny_handshake(receive, send)
+    await deny_handshake(scope, receive, send, "WebSocket refused: only /ws/ accepts WebSockets")
 
 
 websocket_router = URLRouter(

@@ -4,7 +4,7 @@ Frame mistakes get an error frame and the connection stays open (checked with
 a ping afterwards); frames over the rate limit get ``rate_limited`` and a
 flood is closed with 1008; an oversize message closes with 1009; bad tickets
 close with 4401, a foreign origin gets HTTP 403, and a user's connection over
-the limit is closed with 4429. Runs with the default limits (README: configuration).
+the limit is closed with 4429. Runs with the default limits (docs/configuration.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Prometheus metrics (README: Metrics) on real processes, the multi-process exposition, and the dashboard.
+"""Prometheus metrics (docs/operations.md: Metrics) on real processes, the multi-process exposition, and the dashboard.
 
 * live ws and web servers: real WebSocket and HTTP traffic moves the counters
   on the internal ``METRICS_PORT``; the public app ports answer ``/metrics``

@@ -2,7 +2,7 @@
 
 The check runs in a subprocess with an environment built from scratch (none of
 pytest-env's test values leak in), holding exactly the production values the
-README's production checklist lists. ``check --deploy`` never connects to the
+production checklist (docs/deployment.md) lists. ``check --deploy`` never connects to the
 database or Redis, so their URLs point at hosts that do not exist.
 """
 
@@ -23,7 +23,7 @@ PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
 
 
 def production_env(**overrides: str) -> dict[str, str]:
-    """The README's production checklist as an environment, plus ``overrides``."""
+    """The production checklist (docs/deployment.md) as an environment, plus ``overrides``."""
     env = {name: os.environ[name] for name in PASSTHROUGH if name in os.environ}
     env.update(
         DJANGO_SETTINGS_MODULE="shared.settings",

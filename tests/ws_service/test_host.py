@@ -127,10 +127,13 @@ async def test_refused_host_never_reaches_the_inner_app(
 
 @override_settings(ALLOWED_HOSTS=ALLOWED_HOSTS)
 async def test_refusal_is_a_close_before_accept() -> None:
-    """A close before accept is what Daphne answers with HTTP 403 (ASGI spec)."""
+    """A close before accept is what Daphne answers with HTTP 403 (ASGI spec); its reason is the 403's text."""
     communicator = WebsocketCommunicator(HostValidator(AcceptingApp()), "/ws/", headers=[(b"host", b"evil.example")])
     await communicator.send_input({"type": "websocket.connect"})
-    assert await communicator.receive_output(1) == {"type": "websocket.close"}
+    assert await communicator.receive_output(1) == {
+        "type": "websocket.close",
+        "reason": "WebSocket refused: Host is not in DJANGO_ALLOWED_HOSTS",
+    }
     await communicator.wait()
 
 

@@ -1,4 +1,4 @@
-"""Everything the launcher reads from the environment (README: configuration)."""
+"""Everything the launcher reads from the environment (docs/configuration.md)."""
 
 from __future__ import annotations
 
