@@ -220,6 +220,9 @@ WS_RATE_LIMIT_BURST = env_int("WS_RATE_LIMIT_BURST", 40, minimum=1)
 WS_RATE_LIMIT_STRIKES = env_int("WS_RATE_LIMIT_STRIKES", 50, minimum=1)
 # Open connections per user across every replica; more are closed with 4429.
 WS_MAX_CONNECTIONS_PER_USER = env_int("WS_MAX_CONNECTIONS_PER_USER", 20, minimum=1)
+# A counted connection lives this long without its process's refresh (every TTL/3), so a
+# crashed replica's connections stop counting within TTL + TTL/3.
+WS_CONNECTION_TTL_SECONDS = env_int("WS_CONNECTION_TTL_SECONDS", 20, minimum=3, maximum=300)
 # Unsent output per connection (bytes queued in the server for a socket): over it, the
 # connection is aborted (close code 4408 to the application, the client sees 1006).
 WS_MAX_PENDING_BYTES = env_int("WS_MAX_PENDING_BYTES", 1024 * 1024, minimum=64 * 1024)

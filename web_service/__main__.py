@@ -3,7 +3,7 @@
 Serves ``web_service.asgi:application`` with Daphne on ``WEB_BIND:WEB_PORT``
 (default ``0.0.0.0:8000``), taking the client address and scheme from the
 proxy's ``X-Forwarded-For``/``-Proto`` when the peer is one of
-``FORWARDED_ALLOW_IPS`` (compose: the proxy's fixed address; from any other
+``FORWARDED_ALLOW_IPS`` (compose: the proxy service's name, resolved; from any other
 peer they are ignored, see shared/forwarded.py). Daphne's own access log stays off: it
 prints query strings, and the app's ``web.access`` lines are the access log.
 With ``METRICS_PORT`` > 0, Prometheus metrics are served on that internal

@@ -2,7 +2,7 @@
 
 Each open connection of a user is a member ``<connection_id>`` of the sorted
 set ``<prefix>:conns:user:<user_id>``, scored by when it expires. Its process
-refreshes it every ``PRESENCE_TTL_SECONDS / 3`` (the same period as presence),
+refreshes it every ``WS_CONNECTION_TTL_SECONDS / 3``,
 so a crashed replica's connections stop counting within TTL + TTL/3. Taking a
 slot is one Lua script (drop expired members, count, add if below the limit),
 hence atomic across replicas: two simultaneous connects can never both take
@@ -79,7 +79,7 @@ def user_key(user_id: int) -> str:
 
 
 def _ttl() -> int:
-    ttl: int = settings.PRESENCE_TTL_SECONDS
+    ttl: int = settings.WS_CONNECTION_TTL_SECONDS
     return ttl
 
 

@@ -138,6 +138,18 @@ def optional_since(message: dict[str, Any]) -> int | None:
     return since
 
 
+def optional_recent(message: dict[str, Any]) -> int | None:
+    """The ``recent`` of a subscribe: absent/null, or an integer >= 0 (how many of the newest messages to replay)."""
+    recent = message.get("recent")
+    if recent is None:
+        return None
+    if isinstance(recent, bool) or not isinstance(recent, int) or recent < 0:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, '"recent" must be an integer >= 0')
+    if message.get("since") is not None:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, 'give "since" or "recent", not both')
+    return recent
+
+
 def optional_ref(message: dict[str, Any]) -> str | None:
     """The ``ref`` of a request, echoed by its reply and errors: absent/null, or a short string."""
     ref = message.get("ref")

@@ -8,6 +8,7 @@ together they stay within pytest-timeout's limit for the first test.
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Iterator
 
@@ -16,6 +17,7 @@ import pytest
 from tests.compose.support import (
     BUILD_TIMEOUT,
     DOWN_TIMEOUT,
+    ROOT,
     UP_TIMEOUT,
     WS_CONNECTIONS_PER_IP,
     ComposeError,
@@ -23,7 +25,6 @@ from tests.compose.support import (
     Superuser,
     clean_env,
     docker_status,
-    edge_network_env,
     free_port,
 )
 
@@ -48,7 +49,7 @@ def compose_stack(tmp_path_factory: pytest.TempPathFactory, superuser_account: S
         f"DJANGO_SUPERUSER_USERNAME={superuser_account.username}\n"
         f"DJANGO_SUPERUSER_PASSWORD={superuser_account.password}\n"
         f"DJANGO_SUPERUSER_EMAIL={superuser_account.email}\n"
-        f"PROXY_WS_CONNECTIONS_PER_IP={WS_CONNECTIONS_PER_IP}\n" + edge_network_env()
+        f"PROXY_WS_CONNECTIONS_PER_IP={WS_CONNECTIONS_PER_IP}\n"
     )
     project = ComposeProject(
         name=f"wstest{uuid.uuid4().hex[:10]}",
@@ -57,11 +58,49 @@ def compose_stack(tmp_path_factory: pytest.TempPathFactory, superuser_account: S
         env=clean_env(DOCKER_BUILDKIT="1"),
     )
     try:
-        project.run("build", timeout=BUILD_TIMEOUT)
-        try:
-            project.run("up", "--detach", "--wait", timeout=UP_TIMEOUT)
-        except ComposeError as exc:
-            raise ComposeError(f"{exc}\n--- containers\n{project.diagnostics()}") from None
+        start_project(project)
         yield project
     finally:
         project.run("down", "--volumes", "--remove-orphans", "--timeout", "20", timeout=DOWN_TIMEOUT, check=False)
+
+
+# What a clean clone has that the development project needs; the rest (the
+# virtual environment, caches, a developer's .env) stays out of the copy.
+COPY_IGNORED: tuple[str, ...] = (".git", ".venv", ".tools", ".env", "node_modules", "__pycache__", "*.pyc")
+COPY_IGNORED += (".*_cache", ".hypothesis", "bench", "tests", "docs", "staticfiles")
+
+
+def start_project(project: ComposeProject) -> None:
+    """Build (from the cache when nothing changed) and bring the project up healthy."""
+    project.run("build", timeout=BUILD_TIMEOUT)
+    try:
+        project.run("up", "--detach", "--wait", timeout=UP_TIMEOUT)
+    except ComposeError as exc:
+        raise ComposeError(f"{exc}\n--- containers\n{project.diagnostics()}") from None
+
+
+@pytest.fixture(scope="module")
+def dev_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeProject]:
+    """A second project on the machine: a copy of the repository under compose.dev.yaml, another HTTP_PORT.
+
+    Started by the first test that asks for it; ``down -v`` after the module.
+    The copy's code can be edited (the development loop) without touching the checkout.
+    """
+    directory = tmp_path_factory.mktemp("dev") / "clone"
+    shutil.copytree(ROOT, directory, ignore=shutil.ignore_patterns(*COPY_IGNORED))
+    env_file = directory.parent / "dev.env"
+    port = free_port()
+    env_file.write_text(f"HTTP_PORT={port}\n")
+    project = ComposeProject(
+        name=f"wsdev{uuid.uuid4().hex[:10]}",
+        http_port=port,
+        env_file=env_file,
+        env=clean_env(DOCKER_BUILDKIT="1"),
+        directory=directory,
+        files=("compose.yaml", "compose.dev.yaml"),
+    )
+    try:
+        start_project(project)
+        yield project
+    finally:
+        project.run("down", "--volumes", "--remove-orphans", "--timeout", "10", timeout=DOWN_TIMEOUT, check=False)

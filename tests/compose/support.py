@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import secrets
 import shutil
 import socket
 import subprocess
@@ -132,17 +131,6 @@ def free_port() -> int:
         return port
 
 
-def edge_network_env() -> str:
-    """EDGE_SUBNET and PROXY_IPV4 lines for an env file: a /24 of 10.0.0.0/8 of its own.
-
-    compose.yaml pins the edge network's subnet (web and ws trust the proxy's
-    fixed address there); a test project must not collide with a developer's
-    running stack, which uses the default subnet.
-    """
-    second, third = secrets.randbelow(150) + 100, secrets.randbelow(256)
-    return f"EDGE_SUBNET=10.{second}.{third}.0/24\nPROXY_IPV4=10.{second}.{third}.10\n"
-
-
 class ComposeError(AssertionError):
     """A docker compose command failed; carries its output."""
 
@@ -155,6 +143,9 @@ class ComposeProject:
     http_port: int
     env_file: Path
     env: dict[str, str] = field(default_factory=dict)
+    # The project directory and its compose files (a copy with compose.dev.yaml for the development loop).
+    directory: Path = ROOT
+    files: tuple[str, ...] = (COMPOSE_FILE.name,)
 
     @property
     def base_url(self) -> str:
@@ -165,7 +156,7 @@ class ComposeProject:
         return f"ws://127.0.0.1:{self.http_port}/ws/"
 
     def run(self, *args: str, timeout: float = COMMAND_TIMEOUT, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """``docker compose -p NAME -f compose.yaml --env-file FILE ARGS``."""
+        """``docker compose -p NAME -f FILE... --env-file FILE ARGS``."""
         return run_command(self.command(*args), env=self.env, timeout=timeout, check=check)
 
     def command(self, *args: str) -> list[str]:
@@ -175,10 +166,9 @@ class ComposeProject:
             "compose",
             "--project-name",
             self.name,
-            "--file",
-            str(COMPOSE_FILE),
+            *(argument for name in self.files for argument in ("--file", str(self.directory / name))),
             "--project-directory",
-            str(ROOT),
+            str(self.directory),
             "--env-file",
             str(self.env_file),
             *args,

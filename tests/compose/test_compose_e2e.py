@@ -3,14 +3,19 @@
 One compose project for the module (tests.compose.conftest.compose_stack);
 the tests run in file order and share it: the ones that stop services come
 late, the scaling test leaves three ws replicas, and the tests that exhaust
-the proxy's per-address limits come last (every test client shares one
-address at the proxy). Every wait is bounded. Traffic goes to 127.0.0.1 (the
+the proxy's per-address limits come next (every test client shares one
+address at the proxy). The last ones bring up a second project beside it
+(tests.compose.conftest.dev_project: a copy of the repository under
+compose.dev.yaml, another HTTP_PORT): both serve side by side, an edit of the
+copy's code is live there within seconds, and each project's ``down`` leaves
+the other running. Every wait is bounded. Traffic goes to 127.0.0.1 (the
 proxy) or, through ``docker compose exec``, to the project's own containers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import re
 import socket
@@ -28,6 +33,8 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.typing import Origin
 
 from tests.compose.support import (
+    DOWN_TIMEOUT,
+    UP_TIMEOUT,
     WS_CONNECTIONS_PER_IP,
     ComposeProject,
     Superuser,
@@ -51,6 +58,13 @@ PARTIAL_REQUEST = "GET / HTTP/1.1\r\nHost: pro"
 REPLICAS = 3
 # From `docker compose restart ws` returning to a client's welcome.
 RESTART_RECOVERY_SECONDS = 8.0
+# From saving an edit to the new behaviour through the proxy (development
+# loop): the reloader polls every 0.5 s, then the server process starts again
+# (2-3 s on an idle machine; 19 s were measured on a 2-core one at load 26).
+DEV_RELOAD_SECONDS = 30.0
+# The texts the development-loop test edits in the copy (web_service/api.py, ws_service/kernel.py).
+NOT_LOGGED_IN_DETAIL = "Log in first."
+UNAUTHENTICATED_REASON = "authentication required"
 # proxy/nginx.conf's client_header_timeout, and what is allowed on top of it.
 HEADER_TIMEOUT_SECONDS = 5.0
 HEADER_TIMEOUT_SLACK = 5.0
@@ -608,3 +622,122 @@ def test_login_attempts_per_address_are_rate_limited(compose_stack: ComposeProje
     assert statuses.count(429) >= 4, statuses
     # Viewing the form is no password attempt.
     assert page.status_code == 200
+
+
+# A second project beside the first (the development loop's): they come last.
+
+
+async def unauthenticated_close(stack: ComposeProject) -> tuple[int, str]:
+    """Code and reason of the close a WebSocket without credentials gets through the proxy."""
+    async with open_socket(stack) as socket_:
+        with pytest.raises(ConnectionClosed) as closed:
+            await receive_json(socket_)
+    assert closed.value.rcvd is not None
+    return closed.value.rcvd.code, closed.value.rcvd.reason
+
+
+async def not_logged_in_detail(stack: ComposeProject) -> str:
+    """The web service's answer to an anonymous ``GET /api/whoami`` (401): its ``detail``."""
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=15.0, trust_env=False) as client:
+        response = await client.get("/api/whoami")
+    assert response.status_code == 401, response.text[:300]
+    detail: str = response.json()["detail"]
+    return detail
+
+
+async def serves_demo_and_ws(stack: ComposeProject) -> None:
+    """The demo page (via the login page) and /ws/ answer through the project's own published port."""
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=15.0, trust_env=False) as client:
+        home = await client.get("/")
+        login = await client.get("/accounts/login/")
+    assert home.status_code == 302, home.text[:300]
+    assert home.headers["location"].startswith("/accounts/login/")
+    assert login.status_code == 200
+    assert 'name="csrfmiddlewaretoken"' in login.text
+    code, _ = await unauthenticated_close(stack)
+    assert code == CLOSE_UNAUTHENTICATED
+
+
+def running_services(stack: ComposeProject) -> set[str]:
+    """Services with a running container in the project."""
+    return set(stack.run("ps", "--services", "--status", "running").stdout.split())
+
+
+async def test_a_second_project_runs_alongside_with_images_and_networks_of_its_own(
+    compose_stack: ComposeProject, dev_project: ComposeProject
+) -> None:
+    await asyncio.sleep(3)  # the handshake bucket refills after the rate-limit tests
+    for project in (compose_stack, dev_project):
+        await serves_demo_and_ws(project)
+    subnets: list[str] = []
+    for project in (compose_stack, dev_project):
+        for service in ("web", "ws"):
+            container = (await asyncio.to_thread(project.containers, service))[0]
+            # Named after the project by Compose: nothing re-tags the other project's image.
+            assert container["Config"]["Image"] == f"{project.name}-{service}"
+        (proxy,) = await asyncio.to_thread(project.containers, "proxy")
+        (edge,) = proxy["NetworkSettings"]["Networks"].values()
+        subnets.append(f"{edge['IPAddress']}/{edge['IPPrefixLen']}")
+        # FORWARDED_ALLOW_IPS=proxy: web and ws found the proxy's address by its name.
+        for service in ("web", "ws"):
+            container = (await asyncio.to_thread(project.containers, service))[0]
+            logs = await asyncio.to_thread(project.logs, container["Id"])
+            assert f"trusted proxy addresses: proxy -> {edge['IPAddress']}" in logs, service
+    # Docker picked a different edge subnet for each (web and ws trust the proxy by name).
+    first, second = (ipaddress.ip_interface(subnet).network for subnet in subnets)
+    assert not first.overlaps(second), subnets
+
+
+async def test_an_edit_is_live_in_both_services_without_a_rebuild(
+    compose_stack: ComposeProject, dev_project: ComposeProject
+) -> None:
+    """compose.dev.yaml: edit the copy's web and ws code, see both changes through its proxy."""
+    assert await not_logged_in_detail(dev_project) == NOT_LOGGED_IN_DETAIL
+    assert await unauthenticated_close(dev_project) == (CLOSE_UNAUTHENTICATED, UNAUTHENTICATED_REASON)
+    web_text, ws_text = f"web edit {uuid.uuid4().hex[:8]}", f"ws edit {uuid.uuid4().hex[:8]}"
+    code = dev_project.directory
+    edits = (
+        (code / "web_service" / "api.py", f'"{NOT_LOGGED_IN_DETAIL}"', f'"{web_text}"'),
+        (code / "ws_service" / "kernel.py", f'reason="{UNAUTHENTICATED_REASON}"', f'reason="{ws_text}"'),
+    )
+    for path, old, new in edits:
+        source = path.read_text()
+        assert source.count(old) == 1, f"{path.name} no longer has {old}"
+        path.write_text(source.replace(old, new))
+    saved = time.monotonic()
+
+    seen: dict[str, float] = {}
+    last: list[str] = []
+    while len(seen) < 2:
+        assert time.monotonic() - saved < DEV_RELOAD_SECONDS, f"not live within {DEV_RELOAD_SECONDS:g}s: {last}"
+        try:
+            if "web" not in seen and await not_logged_in_detail(dev_project) == web_text:
+                seen["web"] = time.monotonic() - saved
+            if "ws" not in seen and (await unauthenticated_close(dev_project))[1] == ws_text:
+                seen["ws"] = time.monotonic() - saved
+        except (AssertionError, httpx.HTTPError, InvalidHandshake, OSError, TimeoutError) as exc:
+            last = [repr(exc)[:200]]  # a service restarting: the proxy answers 502 meanwhile
+        await asyncio.sleep(0.25)
+    print(f"development loop: live after web {seen['web']:.1f}s, ws {seen['ws']:.1f}s")
+    # The first project runs its own code, untouched.
+    assert await not_logged_in_detail(compose_stack) == NOT_LOGGED_IN_DETAIL
+    assert await unauthenticated_close(compose_stack) == (CLOSE_UNAUTHENTICATED, UNAUTHENTICATED_REASON)
+
+
+async def test_each_projects_down_leaves_the_other_running(
+    compose_stack: ComposeProject, dev_project: ComposeProject
+) -> None:
+    await asyncio.to_thread(dev_project.run, "down", "--timeout", "10", timeout=DOWN_TIMEOUT)
+    assert await asyncio.to_thread(running_services, dev_project) == set()
+    assert {"web", "ws", "proxy", "db", "redis"} <= await asyncio.to_thread(running_services, compose_stack)
+    await serves_demo_and_ws(compose_stack)
+
+    # The other way round, kept short: the second project's db and redis again, then the
+    # first project down; they keep running, healthy, on their own network.
+    await asyncio.to_thread(dev_project.run, "up", "--detach", "--wait", "--no-deps", "db", "redis", timeout=UP_TIMEOUT)
+    await asyncio.to_thread(compose_stack.run, "down", "--timeout", "10", timeout=DOWN_TIMEOUT)
+    assert await asyncio.to_thread(running_services, compose_stack) == set()
+    assert await asyncio.to_thread(running_services, dev_project) == {"db", "redis"}
+    for service in ("db", "redis"):
+        (container,) = await asyncio.to_thread(dev_project.containers, service)
+        assert container["State"]["Health"]["Status"] == "healthy", service

@@ -35,7 +35,6 @@ from tests.compose.support import (
     ComposeProject,
     clean_env,
     docker_status,
-    edge_network_env,
     requires_compose,
     requires_engine,
     run_command,
@@ -177,12 +176,12 @@ def probe_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeP
         # Only reached in CI: elsewhere requires_engine() has skipped the test.
         pytest.fail(f"CI=true but no usable Docker engine: {docker_status().detail}")
     env_file = tmp_path_factory.mktemp("container-security") / "test.env"
-    env_file.write_text(edge_network_env())
+    env_file.write_text("")
     project = ComposeProject(
         name=f"wssec{uuid.uuid4().hex[:10]}", http_port=0, env_file=env_file, env=clean_env(DOCKER_BUILDKIT="1")
     )
     try:
-        project.run("build", "web", "ws", timeout=BUILD_TIMEOUT)
+        project.run("build", *DJANGO_SERVICES, timeout=BUILD_TIMEOUT)
         yield project
     finally:
         project.run("down", "--volumes", "--remove-orphans", "--timeout", "5", timeout=DOWN_TIMEOUT, check=False)

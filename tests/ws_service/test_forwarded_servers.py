@@ -55,7 +55,7 @@ if options.server == "daphne":
     Server(application=options.application(report), **kwargs).run()
 else:
     import uvicorn
-    uvicorn.Server(uvicorn.Config(report, **options.uvicorn_kwargs())).run()
+    uvicorn.Server(uvicorn.Config(options.application(report), **options.uvicorn_kwargs())).run()
 """
 
 
@@ -136,3 +136,15 @@ async def test_forwarded_headers_from_any_other_peer_are_ignored(untrusted_serve
     http, websocket = await seen(untrusted_server)
     assert http == {"client": "127.0.0.1", "scheme": "http"}
     assert websocket == {"client": "127.0.0.1", "scheme": "ws"}
+
+
+@pytest.fixture
+def named_server(server_name: str) -> Iterator[str]:
+    """The trusted proxy given by name: ``localhost`` resolves to 127.0.0.1 (compose uses ``proxy``)."""
+    yield from serve(server_name, "localhost")
+
+
+async def test_a_proxy_named_in_forwarded_allow_ips_is_trusted_at_its_resolved_address(named_server: str) -> None:
+    http, websocket = await seen(named_server)
+    assert http == {"client": SPOOFED, "scheme": "https"}
+    assert websocket == {"client": SPOOFED, "scheme": "wss"}

@@ -329,6 +329,22 @@ async def test_slots_are_refreshed_and_a_released_one_is_not_resurrected() -> No
     assert await open_connections(999_001) == 0
 
 
+async def test_a_crashed_process_slots_stop_counting_after_ws_connection_ttl(settings: SettingsWrapper) -> None:
+    """The slot TTL is the connection limit's own setting, not presence's."""
+    settings.WS_CONNECTION_TTL_SECONDS = 3
+    settings.PRESENCE_TTL_SECONDS = 300
+    tracker = get_slot_tracker()
+    slot = Slot(999_004, "crashed")
+    assert await tracker.acquire(slot, 1)
+    tracker.slots.discard(slot)  # its process died: nobody refreshes the slot any more
+    assert await open_connections(999_004) == 1
+    assert await tracker.acquire(Slot(999_004, "after"), 1) is False
+    await asyncio.sleep(3.2)
+    assert await open_connections(999_004) == 0
+    assert await tracker.acquire(Slot(999_004, "after"), 1)
+    await tracker.release(Slot(999_004, "after"))
+
+
 async def test_a_connect_burst_takes_exactly_the_limit_without_exhausting_the_redis_pool() -> None:
     tracker = get_slot_tracker()
     slots = [Slot(999_003, f"burst{i}") for i in range(300)]  # more than redis-py's pool of 100

@@ -27,7 +27,7 @@ from ws_service.frames import frames
 from ws_service.kernel import KernelConsumer
 from ws_service.layer_monitor import get_monitor
 from ws_service.node import ENCODED_KEY, get_node
-from ws_service.protocol import ErrorCode, ProtocolError, encode, optional_since
+from ws_service.protocol import ErrorCode, ProtocolError, encode, optional_recent, optional_since
 from ws_service.subscriptions import Arrival, Subscriptions
 
 logger = logging.getLogger("ws.consumer")
@@ -69,9 +69,16 @@ def _replay_cap() -> int:
     return cap
 
 
-def _snapshot(topic: str, since: int | None) -> tuple[int, list[dict[str, Any]]]:
-    """The topic's last id and, when ``since`` is given, the first page of messages after it."""
+def _snapshot(topic: str, since: int | None, recent: int | None = None) -> tuple[int, list[dict[str, Any]]]:
+    """The topic's last id and, when ``since`` or ``recent`` is given, the first page of the replay.
+
+    ``recent`` asks for the newest messages, at most ``WS_REPLAY_MAX_MESSAGES``
+    of them: ids are gap-free, so that is the replay after ``last - recent``,
+    up to the same ``last`` (messages published meanwhile follow live).
+    """
     last = messaging.last_id(topic)
+    if recent is not None:
+        since = max(0, last - min(recent, _replay_cap())) if recent > 0 else None
     if since is None:
         return last, []
     limit = min(messaging.REPLAY_PAGE_SIZE, _replay_cap())
@@ -81,6 +88,7 @@ def _snapshot(topic: str, since: int | None) -> tuple[int, list[dict[str, Any]]]
 async def on_subscribe(consumer: KernelConsumer, message: dict[str, Any]) -> None:
     topic = authorized_topic(consumer, message)
     since = optional_since(message)
+    recent = optional_recent(message)
     followed = subscriptions(consumer)
     limit: int = settings.WS_MAX_SUBSCRIPTIONS_PER_CONNECTION
     if topic not in followed and len(followed) >= limit:
@@ -94,7 +102,7 @@ async def on_subscribe(consumer: KernelConsumer, message: dict[str, Any]) -> Non
         # in the snapshot or arrives afterwards (duplicates are dropped).
         await node.join(consumer, [topic_group(topic)])
         try:
-            last, replay = await database_sync_to_async(_snapshot)(topic, since)
+            last, replay = await database_sync_to_async(_snapshot)(topic, since, recent)
         except BaseException:
             if topic not in followed:
                 await node.leave(consumer, [topic_group(topic)])

@@ -65,7 +65,7 @@ class ServerOptions:
             # Larger inbound messages are refused by the WebSocket layer with close code 1009.
             max_message_bytes=env_int("WS_MAX_MESSAGE_BYTES", 64 * 1024, minimum=1024),
             proxy_headers=env_bool("WS_PROXY_HEADERS", False),
-            # The peers whose X-Forwarded-For/-Proto count (addresses, networks, or "*").
+            # The peers whose X-Forwarded-For/-Proto count (addresses, networks, host names, or "*").
             forwarded_allow_ips=trusted_proxies(env_list("FORWARDED_ALLOW_IPS", list(DEFAULT_TRUSTED_PROXIES))),
             # Below compose's stop_grace_period (20 s) and Kubernetes' terminationGracePeriodSeconds.
             drain_timeout=env_float("WS_DRAIN_TIMEOUT", 10.0, minimum=0.5),
@@ -76,7 +76,7 @@ class ServerOptions:
         )
 
     def application(self, application: Any) -> Any:
-        """The ASGI application Daphne serves: with proxy headers, honoured from trusted peers only."""
+        """The ASGI application either server serves: with proxy headers, honoured from trusted peers only."""
         if not self.proxy_headers:
             return application
         return with_trusted_proxy_headers(application, self.forwarded_allow_ips)
@@ -127,8 +127,9 @@ class ServerOptions:
             "ws_ping_interval": float(self.ping_interval),
             "ws_ping_timeout": float(self.ping_timeout),
             "ws_per_message_deflate": False,  # as Daphne: no compression (CPU per message)
-            "proxy_headers": self.proxy_headers,
-            "forwarded_allow_ips": ",".join(self.forwarded_allow_ips),
+            # Uvicorn's own handling takes addresses and networks only: application() applies
+            # the headers instead (host names in FORWARDED_ALLOW_IPS too), as under Daphne.
+            "proxy_headers": False,
             "access_log": False,  # its access lines carry query strings (tickets)
             "log_config": None,  # Django's LOGGING applies
             "server_header": False,

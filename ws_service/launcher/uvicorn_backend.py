@@ -61,7 +61,7 @@ def run(options: ServerOptions, listen_fd: int | None = None) -> None:
 
     # Uvicorn logs every WebSocket open and close at INFO; the consumer logs its own lines.
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
-    config = uvicorn.Config(application, **options.uvicorn_kwargs(listen_fd))
+    config = uvicorn.Config(options.application(application), **options.uvicorn_kwargs(listen_fd))
     server = DrainingServer(config, options.drain_timeout)
     logger.info("ws service (uvicorn) listening on %s:%s", options.bind, options.port)
     server.run()

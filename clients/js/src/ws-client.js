@@ -22,6 +22,9 @@
  *   server replays exactly what was missed. A replay that stops at the
  *   server's limit (`more_history`) is continued with `since` = the highest
  *   id seen until it has caught up.
+ * - `subscribe(topic, {recent: N})` shows history on joining: the server
+ *   replays the topic's newest N messages (at most its WS_REPLAY_MAX_MESSAGES)
+ *   before live ones; reconnects then resume with `since` as above.
  * - Emits each (topic, id) at most once (`duplicate` is emitted for the rest).
  * - Every request carries a `ref` unique to this client; its reply and any
  *   `error` answering it echo that `ref`, and only that matches them (an
@@ -159,6 +162,7 @@ export class WsClient {
   #refCounter = 0;
   /**
    * topic -> {lastId: number|null, floor: number, seen: Set<number>, status: "idle"|"pending"|"subscribed",
+   * recent: number|null (asked for while nothing has been seen: the newest messages to replay),
    * ref: the ref of the last subscribe sent (its reply or error settles the topic's subscribe() promises)}
    */
   #topics = new Map();
@@ -240,7 +244,10 @@ export class WsClient {
     return [...this.#topics.keys()];
   }
 
-  /** The highest message id seen in `topic` (or the topic's last_id at subscription), or null. */
+  /**
+   * The highest message id seen in `topic` (or the topic's last_id at subscription, or where a
+   * `recent` replay starts), or null.
+   */
   lastId(topic) {
     return this.#topics.get(topic)?.lastId ?? null;
   }
@@ -502,7 +509,14 @@ export class WsClient {
     sub.status = "subscribed";
     const last = frame.last_id;
     if (!Number.isSafeInteger(last)) return;
-    if (sub.lastId === null) {
+    const recent = sub.recent;
+    sub.recent = null; // asked once: later subscribes (reconnects) resume with since
+    if (sub.lastId === null && recent !== null) {
+      // The newest `recent` messages up to last_id are being replayed: resume from before them.
+      const start = Math.max(0, last - recent);
+      sub.lastId = start;
+      sub.floor = Math.max(sub.floor, start);
+    } else if (sub.lastId === null) {
       // Nothing seen yet: everything up to last_id predates this subscription.
       sub.lastId = last;
       sub.floor = Math.max(sub.floor, last);
@@ -589,19 +603,28 @@ export class WsClient {
 
   /**
    * Subscribes to `topic` now and after every reconnect. `since` (optional)
-   * asks for the stored messages with a greater id. Resolves with the
-   * `subscribed` frame (waiting for a connection if there is none yet).
+   * asks for the stored messages with a greater id; `recent` (optional, for a
+   * topic not followed yet) for its newest `recent` messages, to show history
+   * on joining. Resolves with the `subscribed` frame (waiting for a connection
+   * if there is none yet).
    */
-  subscribe(topic, { since = undefined } = {}) {
+  subscribe(topic, { since = undefined, recent = undefined } = {}) {
     if (typeof topic !== "string" || topic === "") return Promise.reject(new TypeError("topic is required"));
+    if (recent !== undefined && !(Number.isSafeInteger(recent) && recent >= 0)) {
+      return Promise.reject(new RangeError(`recent must be an integer >= 0, not ${recent}`));
+    }
+    if (recent !== undefined && since !== undefined) {
+      return Promise.reject(new TypeError("give since or recent, not both"));
+    }
     let sub = this.#topics.get(topic);
     if (sub !== undefined && sub.status === "subscribed" && since === undefined) {
       return Promise.resolve({ type: "subscribed", topic, last_id: sub.lastId });
     }
     if (sub === undefined) {
-      sub = { lastId: null, floor: 0, seen: new Set(), status: "idle" };
+      sub = { lastId: null, floor: 0, seen: new Set(), status: "idle", recent: null };
       this.#topics.set(topic, sub);
     }
+    if (recent !== undefined && recent > 0 && sub.lastId === null) sub.recent = recent;
     if (Number.isSafeInteger(since) && since >= 0 && (sub.lastId === null || since < sub.lastId)) {
       sub.lastId = since;
       sub.floor = Math.min(sub.floor, since);
@@ -688,6 +711,7 @@ export class WsClient {
     sub.ref = this.#nextRef();
     const frame = { type: "subscribe", topic, ref: sub.ref };
     if (sub.lastId !== null) frame.since = sub.lastId;
+    else if (sub.recent !== null) frame.recent = sub.recent;
     sub.status = "pending";
     this.#socket.send(JSON.stringify(frame));
     this.#armAll((w) => w.persistent && w.topic === topic);

@@ -175,3 +175,56 @@ test("close() while waiting to retry stops for good", { timeout: 30000 }, async 
   assert.equal(created.length, count, "no attempt after close()");
   assert.equal(a.state, "stopped");
 });
+
+test("subscribe with recent shows the newest messages; a reconnect resumes with since, repeating none", {
+  timeout: 60000,
+}, async (t) => {
+  const room = uniqueRoom("recent");
+  const relay = await outage(t);
+  const alice = await login(env, env.users[0]);
+  const bob = await login(env, env.users[1]);
+  const sent = [];
+  const a = new WsClient({
+    url: relay.url,
+    WebSocketImpl: browserLikeSocket({ origin: pageOrigin(relay.url), sent }),
+    ticketProvider: () => alice.ticket(),
+    backoff: { baseMs: 50, capMs: 400 },
+  });
+  t.after(() => a.close());
+  const b = new WsClient({ url: env.wsUrl, WebSocketImpl: browserLikeSocket({ origin: env.origin, cookie: bob.cookie }) });
+  t.after(() => b.close());
+  const welcomes = [a.waitFor("welcome"), b.waitFor("welcome")];
+  a.connect();
+  b.connect();
+  await Promise.all(welcomes);
+  for (let i = 1; i <= 5; i += 1) await b.publish(room, `old ${i}`);
+
+  const received = [];
+  a.on("message", (m) => m.topic === room && received.push(m.text));
+  const subscribed = await a.subscribe(room, { recent: 3 });
+  assert.equal(subscribed.last_id, 5);
+  await until(() => received.length === 3, { what: "the three newest messages" });
+  assert.deepEqual(received, ["old 3", "old 4", "old 5"]);
+  assert.equal(a.lastId(room), 5);
+
+  relay.cut();
+  await until(() => !a.connected, { what: "the cut" });
+  await b.publish(room, "missed");
+  const welcomed = a.waitFor("welcome", { timeoutMs: 10000 });
+  relay.restore();
+  await welcomed;
+  await until(() => received.length === 4, { what: "the missed message" });
+  await b.publish(room, "live");
+  await until(() => received.length === 5, { what: "the live message" });
+  await new Promise((resolve) => setTimeout(resolve, 200)); // anything extra would show up now
+  assert.deepEqual(received, ["old 3", "old 4", "old 5", "missed", "live"]);
+  assert.equal(a.duplicates, 0);
+  const subscribes = sent.filter((f) => f.type === "subscribe").map(({ ref, ...frame }) => frame);
+  assert.deepEqual(subscribes, [
+    { type: "subscribe", topic: room, recent: 3 },
+    { type: "subscribe", topic: room, since: 5 },
+  ]);
+
+  await assert.rejects(a.subscribe(uniqueRoom("bad"), { recent: -1 }), RangeError);
+  await assert.rejects(a.subscribe(uniqueRoom("bad"), { recent: 2, since: 0 }), TypeError);
+});

@@ -14,11 +14,34 @@ const postButton = $("post-button");
 const postError = $("post-error");
 const roomForm = $("room-form");
 const roomInput = $("room-input");
+const roomError = $("room-error");
 
 const ROOM = /^room\.[a-z0-9_-]{1,64}$/;
 const DEFAULT_ROOM = "room.lobby";
 const MAX_MESSAGES = 500;
+const HISTORY = Number(root.dataset.history) || 50; // newest messages shown on joining a room
+const ROOM_RULE = "A room name is 1 to 64 of a-z, 0-9, - and _.";
 const myId = Number(root.dataset.userId);
+
+// What the status pill says after the server closes the socket: every close
+// code of docs/protocol.md ("Close codes"), in this one place. The client
+// stops for 4401 and 4403 and reconnects with backoff after the others.
+const CLOSE_REASONS = new Map([
+  [4401, "Signed out"],
+  [4403, "Not allowed to connect"],
+  [4429, "Too many open connections"],
+  [4029, "Too many connection attempts"],
+  [1008, "Too many messages too fast"],
+  [1009, "A message was too large"],
+  [4013, "The server is busy"],
+  [1012, "The server is restarting"],
+  [1001, "The server went away"],
+  [1006, "Connection lost"],
+]);
+
+function closeReason(code) {
+  return CLOSE_REASONS.get(code) ?? (code ? "Disconnected" : "Could not connect");
+}
 
 function setStatus(state, text, link = null) {
   statusEl.dataset.state = state;
@@ -57,10 +80,22 @@ async function fetchTicket() {
   return (await response.json()).ticket;
 }
 
+/** The topic of a room typed by a person ("lobby" or "room.lobby"), or null if it is not a valid name. */
 function normaliseRoom(value) {
   let name = value.trim().toLowerCase();
   if (!name.startsWith("room.")) name = `room.${name}`;
   return ROOM.test(name) ? name : null;
+}
+
+/** The name people see for a room topic: "room.lobby" is "lobby". */
+function roomName(topic) {
+  return topic.slice("room.".length);
+}
+
+function showRoomError(text) {
+  roomError.textContent = text;
+  roomError.hidden = text === "";
+  roomInput.setAttribute("aria-invalid", String(text !== ""));
 }
 
 let WsClient;
@@ -92,6 +127,7 @@ function renderPresence() {
   presenceEl.replaceChildren(...items);
 }
 
+/** Adds a message in id order (the server sends them in order; a late one is still placed right). */
 function addMessage(message) {
   const li = document.createElement("li");
   li.className = message.author.id === myId ? "message mine" : "message";
@@ -108,7 +144,10 @@ function addMessage(message) {
   text.textContent = message.text;
   li.append(author, " ", time, " ", text);
   const atBottom = messagesEl.scrollHeight - messagesEl.scrollTop - messagesEl.clientHeight < 40;
-  messagesEl.append(li);
+  let after = messagesEl.lastElementChild;
+  while (after !== null && Number(after.dataset.id) > message.id) after = after.previousElementSibling;
+  if (after === null) messagesEl.prepend(li);
+  else after.after(li);
   while (messagesEl.childElementCount > MAX_MESSAGES) messagesEl.firstElementChild.remove();
   if (atBottom) messagesEl.scrollTop = messagesEl.scrollHeight;
 }
@@ -129,7 +168,8 @@ function joinRoom(next) {
   if (next === room) return;
   const previous = room;
   room = next;
-  titleEl.textContent = room;
+  titleEl.textContent = roomName(room);
+  document.title = `${roomName(room)} · Rooms`;
   messagesEl.replaceChildren();
   roster.clear();
   renderPresence();
@@ -137,25 +177,22 @@ function joinRoom(next) {
   for (const button of document.querySelectorAll("button.room")) {
     button.setAttribute("aria-pressed", String(button.dataset.room === room));
   }
-  history.replaceState(null, "", `#${room}`);
+  history.replaceState(null, "", `#${roomName(room)}`);
   if (previous !== null) client.unsubscribe(previous).catch(() => {});
-  client.subscribe(room).catch(() => {});
+  // The room's newest messages, then live ones; after a reconnect the client resumes with since.
+  client.subscribe(room, { recent: HISTORY }).catch(() => {});
 }
 
-client.on("open", () => setStatus("connecting", "Connected; authenticating…"));
-client.on("welcome", (frame) => setStatus("open", `Connected as ${frame.user.username}`));
-client.on("reconnecting", ({ attempt, delayMs, code }) => {
-  const why = code ? `closed with ${code}` : "could not connect";
-  setStatus("reconnecting", `Disconnected (${why}); reconnecting in ${(delayMs / 1000).toFixed(1)} s (attempt ${attempt + 1})…`);
+client.on("welcome", () => setStatus("open", "Connected"));
+let dropReason = null; // why the connection went, kept while attempts to reconnect fail plainly
+client.on("reconnecting", ({ attempt, code }) => {
+  if (attempt === 0 || dropReason === null || (code !== 1006 && code !== 0)) dropReason = closeReason(code);
+  setStatus("reconnecting", `${dropReason} — reconnecting…`);
 });
 client.on("stopped", ({ code, byClient }) => {
-  if (code === 4401) {
-    setStatus("stopped", "Signed out.", { href: root.dataset.loginUrl, text: "Log in again" });
-  } else if (code === 4403) {
-    setStatus("stopped", "Not allowed to connect.");
-  } else if (!byClient) {
-    setStatus("stopped", `Disconnected (${code}).`);
-  }
+  if (byClient) return;
+  if (code === 4401) setStatus("stopped", `${closeReason(code)} —`, { href: root.dataset.loginUrl, text: "log in again" });
+  else setStatus("stopped", closeReason(code));
 });
 client.on("subscribed", (frame) => {
   if (frame.topic === room) refreshPresence(room);
@@ -177,15 +214,17 @@ for (const button of document.querySelectorAll("button.room")) {
   button.addEventListener("click", () => joinRoom(button.dataset.room));
 }
 
-roomInput.addEventListener("input", () => roomInput.setCustomValidity(""));
+roomInput.addEventListener("input", () => showRoomError(""));
 roomForm.addEventListener("submit", (event) => {
   event.preventDefault();
   const next = normaliseRoom(roomInput.value);
   if (next === null) {
-    roomInput.setCustomValidity("1 to 64 of a-z, 0-9, - and _");
-    roomInput.reportValidity();
+    const typed = roomInput.value.trim();
+    showRoomError(typed === "" ? `Type a room name. ${ROOM_RULE}` : `“${typed}” is not a room name. ${ROOM_RULE}`);
+    roomInput.focus();
     return;
   }
+  showRoomError("");
   roomInput.value = "";
   joinRoom(next);
 });
