@@ -135,3 +135,36 @@ def web_server(service_env: dict[str, str], django_db_setup: None, logs_dir: Pat
     server.start()
     yield server
     server.stop()
+
+
+# Under pytest-xdist (scripts/test runs 4 workers, one module per worker at a
+# time) the modules are handed out in collection order: the longest ones go
+# first, so that no worker starts a five-minute module near the end.
+LONGEST_FIRST = (
+    "tests/compose/test_compose_e2e.py",
+    "tests/integration/test_churn.py",
+    "tests/bench/",
+    "tests/clients/test_js_client.py",
+    "tests/browser/",
+    "tests/integration/test_load_and_idle.py",
+    "tests/integration/test_faults.py",
+    "tests/integration/test_inbound_flood.py",
+    "tests/integration/test_slow_readers.py",
+    "tests/test_code_quality.py",
+    "tests/compose/",
+    "tests/integration/",
+    "tests/clients/",
+    "tests/web_service/test_login_throttling.py",
+)
+
+
+def _start_rank(item: pytest.Item) -> int:
+    path = item.nodeid.split("::", 1)[0]
+    for rank, prefix in enumerate(LONGEST_FIRST):
+        if path.startswith(prefix):
+            return rank
+    return len(LONGEST_FIRST)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=_start_rank)  # stable: the order within a module is kept
