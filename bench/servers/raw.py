@@ -1,10 +1,12 @@
 """Reference: a raw ``websockets`` server on uvloop, no framework, no auth, no JSON on the echo path.
 
 * every connection gets a small ``welcome`` frame first (as every configuration does);
-* ``subscribe`` frames join a topic in this process and get ``subscribed``;
+* ``subscribe`` frames join a topic in this process and get ``subscribed`` (echoing the request's ``ref``, so
+  the project's own client, ``wsclient``, can use this server too);
 * ``publish`` frames are broadcast to this process's subscribers of the topic (local fan-out);
 * anything else is echoed back unchanged (request/response);
-* ``GET /healthz`` answers 200 (readiness).
+* ``GET /healthz`` answers 200 (readiness);
+* SIGTERM closes every connection with 1012 (service restart), as the product's drain does.
 
 ``python -m bench.servers.raw --port P`` or ``--fd N`` (a listening socket inherited from
 ``bench.servers.multi``).
@@ -23,6 +25,7 @@ from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.http11 import Request, Response
 
 WELCOME = json.dumps({"type": "welcome"})
+CLOSE_SERVICE_RESTART = 1012
 TOPICS: dict[str, set[ServerConnection]] = {}
 
 
@@ -45,7 +48,10 @@ async def handler(ws: ServerConnection) -> None:
             if frame.get("type") == "subscribe":
                 TOPICS.setdefault(topic, set()).add(ws)
                 joined.append(topic)
-                await ws.send(json.dumps({"type": "subscribed", "topic": topic}))
+                reply = {"type": "subscribed", "topic": topic}
+                if "ref" in frame:
+                    reply["ref"] = frame["ref"]
+                await ws.send(json.dumps(reply))
             elif frame.get("type") == "publish":
                 payload = json.dumps({"type": "message", "topic": topic, "text": frame.get("text")})
                 broadcast(TOPICS.get(topic, set()), payload)
@@ -74,7 +80,7 @@ async def main(port: int | None, fd: int | None) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set_result, None)
     await stop
-    server.close()
+    server.close(code=CLOSE_SERVICE_RESTART)
     await server.wait_closed()
 
 
