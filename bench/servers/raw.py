@@ -6,7 +6,8 @@
 * ``publish`` frames are broadcast to this process's subscribers of the topic (local fan-out);
 * anything else is echoed back unchanged (request/response);
 * ``GET /healthz`` answers 200 (readiness);
-* SIGTERM closes every connection with 1012 (service restart), as the product's drain does.
+* SIGTERM closes every connection with 1012 (service restart) and exits once all are closed or after
+  ``WS_DRAIN_TIMEOUT`` seconds (default 10), as the product's drain does.
 
 ``python -m bench.servers.raw --port P`` or ``--fd N`` (a listening socket inherited from
 ``bench.servers.multi``).
@@ -16,12 +17,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import signal
 import socket
 
 import uvloop
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 WELCOME = json.dumps({"type": "welcome"})
@@ -57,6 +61,8 @@ async def handler(ws: ServerConnection) -> None:
                 broadcast(TOPICS.get(topic, set()), payload)
             else:
                 await ws.send(message)
+    except ConnectionClosed:
+        pass  # closed with a code other than 1000/1001 (1012 on SIGTERM): not a failure of this handler
     finally:
         for topic in joined:
             TOPICS.get(topic, set()).discard(ws)
@@ -81,7 +87,9 @@ async def main(port: int | None, fd: int | None) -> None:
         loop.add_signal_handler(signum, stop.set_result, None)
     await stop
     server.close(code=CLOSE_SERVICE_RESTART)
-    await server.wait_closed()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(float(os.environ.get("WS_DRAIN_TIMEOUT", "10"))):
+            await server.wait_closed()
 
 
 if __name__ == "__main__":
