@@ -148,7 +148,8 @@ class ReconnectWorker:
     async def finish(self, missed: list[str], final: str, timeout: float) -> dict[str, Any]:  # noqa: ASYNC109
         """Until every client holds ``final`` too (or ``timeout``); back times and delivery counts per client.
 
-        Lost = measured messages (``missed`` and ``final``) a client never emitted;
+        Lost = measured messages (``missed`` and ``final``) a client never emitted (also counted over
+        only the clients that resubscribed: a gap in the replay, not a client still away);
         duplicates = emitted more than once; resent = frames the client dropped as
         already seen (the server sent them again); attempts = connection attempts
         that ended without a welcome, plus the drop itself.
@@ -166,6 +167,10 @@ class ReconnectWorker:
             "back_times": [back for back in backs if back is not None],
             "not_back": sum(back is None for back in backs),
             "lost": sum(t.received[tag] == 0 for t in self.clients for tag in expected),
+            "lost_resubscribed": sum(
+                t.received[tag] == 0 for t in self.clients if t.resubscribed is not None for tag in expected
+            ),
+            "not_resubscribed": sum(t.resubscribed is None for t in self.clients),
             "duplicates": sum(max(0, t.received[tag] - 1) for t in self.clients for tag in expected),
             "resent": sum(t.client.duplicates_dropped - t.resent_before for t in self.clients),
             "attempts": sum(t.client.stats.disconnects - t.attempts_before for t in self.clients),

@@ -73,6 +73,8 @@ FIGURES: tuple[Figure, ...] = (
     Figure("reconnect_resent", "reconnect storm: frames resent (dropped by the client as seen)", "lower", 0),
     Figure("reconnect_duplicates", "reconnect storm: messages emitted twice", "zero", 0),
     Figure("reconnect_lost", "reconnect storm: lost (message x client)", "zero", 0),
+    Figure("reconnect_lost_resubscribed", "reconnect storm: lost by clients that resubscribed", "zero", 0),
+    Figure("reconnect_not_resubscribed", "reconnect storm: clients never resubscribed", "lower", 0),
     Figure("reconnect_failures", "reconnect storm: clients not started or not back", "zero", 0),
     Figure("scenario_errors", "scenario errors (exceptions, crashed servers)", "zero", 0),
 )

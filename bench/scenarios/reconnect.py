@@ -25,9 +25,11 @@ the ⌈0.99 K⌉-th back time; NaN when fewer are back); T0 to the old process's
 exit and to the new one's ``/healthz``, and from that ``/healthz`` to 100 %
 back (what reconnecting and replaying took once the server was there); messages published while away;
 **lost** = measured messages (those and the final one) a client never
-emitted to the application; **duplicates** = emitted more than once (so 0
-lost and 0 duplicates is exactly once per client, as the application sees
-it); resent = frames the client dropped as already seen; connection
+emitted to the application, over all clients and over only those that
+resubscribed (a gap in the replay rather than a client still away);
+**duplicates** = emitted more than once (so 0 lost and 0 duplicates is
+exactly once per client, as the application sees it); clients that never
+resubscribed; resent = frames the client dropped as already seen; connection
 attempts per client; failures = clients not started or not back in time.
 """
 
@@ -173,6 +175,8 @@ def _one_storm(
         "reconnect_restart_s": times["restart_s"],
         "reconnect_missed": float(len(away)),
         "reconnect_lost": float(total(finished, "lost")),
+        "reconnect_lost_resubscribed": float(total(finished, "lost_resubscribed")),
+        "reconnect_not_resubscribed": float(total(finished, "not_resubscribed")),
         "reconnect_duplicates": float(total(finished, "duplicates")),
         "reconnect_resent": float(total(finished, "resent")),
         "reconnect_attempts_per_client": total(finished, "attempts") / max(1, total(finished, "disconnected")),

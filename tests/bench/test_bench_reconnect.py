@@ -55,6 +55,8 @@ def test_reconnect_storm_measures_raw_and_product_with_nothing_lost(tmp_path: Pa
         assert missing == [], f"{name} lacks {missing}"
         assert figures["reconnect_failures"] == 0, name
         assert figures["reconnect_lost"] == 0, name
+        assert figures["reconnect_lost_resubscribed"] == 0, name
+        assert figures["reconnect_not_resubscribed"] == 0, name
         assert figures["reconnect_duplicates"] == 0, name
         assert 0 < figures["reconnect_50_s"] <= figures["reconnect_99_s"] <= figures["reconnect_100_s"], name
         assert figures["reconnect_restart_s"] < figures["reconnect_100_s"], name
