@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -93,6 +94,9 @@ def test_reconnect_storm_target_is_time_against_raw_and_nothing_lost_in_any_rep(
     assert lossy["uvicorn: reconnect storm 100 % <= 3x raw, 0 lost"] == "missed"
     assert lossy["product-uvicorn: 0 errors, 0 lost (every rep)"] == "missed"
     assert lossy["daphne: reconnect storm 100 % <= 3x raw, 0 lost"] == "n/a"
+    never_all_back = {"reconnect_100_s": math.nan, "reconnect_lost": 0.0, "reconnect_failures": 3.0}
+    stragglers = _statuses({"raw": raw, "product-daphne": never_all_back})
+    assert stragglers["daphne: reconnect storm 100 % <= 3x raw, 0 lost"] == "missed"
 
 
 def test_reconnect_sizes_come_from_the_command_line() -> None:
