@@ -31,13 +31,58 @@ class Sizes:
     idle_seconds: float  # CPU measuring window
     storm: int  # distinct users subscribing to one topic at once
     storm_timeout: float  # bound on each wait of the storm (subscribed, quiet, deliveries)
+    reconnect: int  # reconnect storm: clients (one user each) of the restarted server process
+    reconnect_rate: float  # reconnect storm: messages published per second while the server is away
+    reconnect_timeout: float  # reconnect storm: bound on the wait for every client to be back
 
 
 FULL = Sizes(
-    "full", 5_000, 10_000, 20_000, 60.0, 1_000, 10.0, 10_000, 50, 2, 200, 60.0, 60.0, 30.0, 10_000, 60.0, 2_000, 300.0
+    "full",
+    5_000,
+    10_000,
+    20_000,
+    60.0,
+    1_000,
+    10.0,
+    10_000,
+    50,
+    2,
+    200,
+    60.0,
+    60.0,
+    30.0,
+    10_000,
+    60.0,
+    2_000,
+    300.0,
+    10_000,
+    5.0,
+    300.0,
 )
-QUICK = Sizes("quick", 300, 500, 1_000, 5.0, 200, 3.0, 1_000, 10, 2, 100, 30.0, 20.0, 10.0, 1_000, 10.0, 200, 60.0)
-SMOKE = Sizes("smoke", 40, 40, 60, 1.0, 20, 1.0, 60, 4, 1, 40, 20.0, 10.0, 3.0, 30, 1.0, 20, 20.0)
+QUICK = Sizes(
+    "quick",
+    300,
+    500,
+    1_000,
+    5.0,
+    200,
+    3.0,
+    1_000,
+    10,
+    2,
+    100,
+    30.0,
+    20.0,
+    10.0,
+    1_000,
+    10.0,
+    200,
+    60.0,
+    1_000,
+    5.0,
+    120.0,
+)
+SMOKE = Sizes("smoke", 40, 40, 60, 1.0, 20, 1.0, 60, 4, 1, 40, 20.0, 10.0, 3.0, 30, 1.0, 20, 20.0, 20, 5.0, 60.0)
 SIZES = {sizes.name: sizes for sizes in (FULL, QUICK, SMOKE)}
 
 
@@ -51,7 +96,7 @@ class RunContext:
     env: dict[str, str]
     log_dir: Path
     accounts: list[Account]
-    distinct: list[Account] = field(default_factory=list)  # one user per connection (idle, storm)
+    distinct: list[Account] = field(default_factory=list)  # one user per connection (idle, storm, reconnect)
     web: ServerProcess | None = None
     notes: list[str] = field(default_factory=list)
 

@@ -105,6 +105,12 @@ class ServerProcess:
     def wait_ready(self, timeout: float = 60.0) -> None:
         """``GET /healthz`` answers 200 (any worker), then the whole tree goes quiet (imports done)."""
         deadline = time.monotonic() + timeout
+        self.wait_healthy(timeout)
+        proctree.wait_quiet([self.pid], timeout=max(1.0, deadline - time.monotonic()))
+
+    def wait_healthy(self, timeout: float, interval: float = 0.1) -> None:
+        """Until ``GET /healthz`` answers 200 (polled every ``interval`` s); raise if it exits or times out."""
+        deadline = time.monotonic() + timeout
         with httpx.Client(trust_env=False, timeout=1.0) as client:
             while True:
                 if self.process is None or self.process.poll() is not None:
@@ -116,8 +122,17 @@ class ServerProcess:
                     pass
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{self.name} not ready within {timeout}s: {self.log_tail()}")
-                time.sleep(0.1)
-        proctree.wait_quiet([self.pid], timeout=max(1.0, deadline - time.monotonic()))
+                time.sleep(interval)
+
+    def wait_exit(self, timeout: float) -> bool:
+        """Whether the server's process has exited (or never ran) within ``timeout`` seconds."""
+        if self.process is None:
+            return True
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

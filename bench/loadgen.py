@@ -6,7 +6,7 @@ import contextlib
 import math
 import multiprocessing
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from types import TracebackType
@@ -14,6 +14,8 @@ from typing import Any
 
 from bench.clients import WorkerSpec, worker_main
 
+#: A client process's entry point: its share of the connections and the pipe its commands come from.
+WorkerMain = Callable[[WorkerSpec, Connection], None]
 # Per process: stays well under the 20,000 open-files limit (sockets + interpreter files).
 MAX_CONNECTIONS_PER_PROCESS = 9_000
 SOURCE_IPS = tuple(f"127.0.0.{i}" for i in range(2, 18))
@@ -43,7 +45,9 @@ class ClientPool:
         processes: int,
         concurrency: int,
         open_timeout: float,
+        target: WorkerMain = worker_main,
     ) -> None:
+        """``target`` runs in each client process (default: the raw ``websockets`` clients of ``bench.clients``)."""
         count = max(processes, math.ceil(total / MAX_CONNECTIONS_PER_PROCESS))
         count = max(1, min(count, total))
         context = _context()
@@ -63,7 +67,7 @@ class ClientPool:
             )
             offset += share
             parent, child = context.Pipe()
-            process = context.Process(target=worker_main, args=(spec, child), daemon=True, name=f"bench-client-{index}")
+            process = context.Process(target=target, args=(spec, child), daemon=True, name=f"bench-client-{index}")
             process.start()
             child.close()
             self.pipes.append(parent)

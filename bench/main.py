@@ -51,6 +51,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--idle-connections", type=int, help="idle CPU: connections, one user each (full 10,000)")
     parser.add_argument("--idle-seconds", type=float, help="idle CPU: measuring window in seconds (full 60)")
     parser.add_argument("--storm-users", type=int, help="subscribe storm: distinct users (full 2,000)")
+    parser.add_argument("--reconnect-clients", type=int, help="reconnect storm: clients, one user each (full 10,000)")
+    parser.add_argument(
+        "--reconnect-rate", type=float, help="reconnect storm: messages/s published while the server is away (5)"
+    )
     parser.set_defaults(sizes="full")
     return parser
 
@@ -66,13 +70,15 @@ def _sizes(arguments: argparse.Namespace) -> Sizes:
         "idle": arguments.idle_connections,
         "idle_seconds": arguments.idle_seconds,
         "storm": arguments.storm_users,
+        "reconnect": arguments.reconnect_clients,
+        "reconnect_rate": arguments.reconnect_rate,
     }
     return replace(SIZES[arguments.sizes], **{key: value for key, value in overrides.items() if value})
 
 
 def _distinct_users(sizes: Sizes, scenarios: list[str]) -> int:
-    """Users the idle and storm scenarios need (one per connection)."""
-    needed = {"idle": sizes.idle, "storm": sizes.storm}
+    """Users the idle, storm and reconnect scenarios need (one per connection)."""
+    needed = {"idle": sizes.idle, "storm": sizes.storm, "reconnect": sizes.reconnect}
     return max((count for name, count in needed.items() if name in scenarios), default=0)
 
 
@@ -98,7 +104,7 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
         accounts = create_accounts("bench", sizes.accounts)
         ctx = RunContext(sizes=sizes, env=env, log_dir=log_dir, accounts=accounts)
         if distinct := _distinct_users(sizes, arguments.scenarios):
-            progress(f"creating {distinct} users with one session each (idle CPU, subscribe storm)")
+            progress(f"creating {distinct} users with one session each (idle CPU, subscribe storm, reconnect storm)")
             ctx.distinct = create_distinct_accounts("distinct", distinct)
         if any(c.kind == "product" for c in configs) and "fanout" in arguments.scenarios:
             ctx.web = ServerProcess("web", WEB_COMMAND, env, log_dir)
@@ -128,6 +134,8 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
             "notes": [
                 CLIENT_NOTE,
                 "hold: 2 server processes on one listening socket (product: WS_WORKERS=2; others: bench.servers.multi)",
+                "reconnect storm: wsclient.WsClient (default backoff, no client pings), one user each, restarted "
+                "server on the same port; raw: nothing to replay (it stores nothing)",
                 "RSS: VmRSS summed over the server's process tree",
                 *sorted(set(ctx.notes))[:20],
             ],
@@ -149,9 +157,18 @@ def main(argv: list[str]) -> int:
     arguments = _parser().parse_args(argv)
     if arguments.reps < 1 or (arguments.hold_reps is not None and not 1 <= arguments.hold_reps <= arguments.reps):
         _parser().error("--reps must be at least 1, --hold-reps between 1 and --reps")
-    sizes = (arguments.idle_connections, arguments.idle_seconds, arguments.storm_users)
+    sizes = (
+        arguments.idle_connections,
+        arguments.idle_seconds,
+        arguments.storm_users,
+        arguments.reconnect_clients,
+        arguments.reconnect_rate,
+    )
     if any(value is not None and value <= 0 for value in sizes):
-        _parser().error("--idle-connections, --idle-seconds and --storm-users must be positive")
+        _parser().error(
+            "--idle-connections, --idle-seconds, --storm-users, --reconnect-clients and --reconnect-rate "
+            "must be positive"
+        )
     signal.signal(signal.SIGTERM, _terminate)
     try:
         document = run(arguments)

@@ -62,11 +62,26 @@ FIGURES: tuple[Figure, ...] = (
     Figure("storm_publish_last_ms", "storm: publish to last delivery, after the storm (ms)", "lower"),
     Figure("storm_quiet_publish_last_ms", "storm: publish to last delivery, without presence (ms)", "lower"),
     Figure("storm_lost", "storm: lost", "zero", 0),
+    Figure("reconnect_50_s", "reconnect storm: SIGTERM to 50 % back (s)", "lower", 2),
+    Figure("reconnect_99_s", "reconnect storm: SIGTERM to 99 % back (s)", "lower", 2),
+    Figure("reconnect_100_s", "reconnect storm: SIGTERM to 100 % back (s)", "lower", 2),
+    Figure("reconnect_after_healthz_s", "reconnect storm: new process's /healthz to 100 % back (s)", "lower", 2),
+    Figure("reconnect_exit_s", "reconnect storm: SIGTERM to the old process's exit (s)", "lower", 2),
+    Figure("reconnect_restart_s", "reconnect storm: SIGTERM to the new process's /healthz (s)", "lower", 2),
+    Figure("reconnect_missed", "reconnect storm: messages published while away (to replay)", "higher", 0),
+    Figure("reconnect_attempts_per_client", "reconnect storm: connection attempts per client", "lower", 2),
+    Figure("reconnect_resent", "reconnect storm: frames resent (dropped by the client as seen)", "lower", 0),
+    Figure("reconnect_duplicates", "reconnect storm: messages emitted twice", "zero", 0),
+    Figure("reconnect_lost", "reconnect storm: lost (message x client)", "zero", 0),
+    Figure("reconnect_lost_resubscribed", "reconnect storm: lost by clients that resubscribed", "zero", 0),
+    Figure("reconnect_not_resubscribed", "reconnect storm: clients never resubscribed", "lower", 0),
+    Figure("reconnect_failures", "reconnect storm: clients not started or not back", "zero", 0),
     Figure("scenario_errors", "scenario errors (exceptions, crashed servers)", "zero", 0),
 )
 ERROR_FIGURES = tuple(figure.key for figure in FIGURES if figure.better == "zero")
 RATIO_FIGURES = ("connect_rate", "connect_p99_ms", "mem_per_conn_kib", "rr_throughput", "rr_p99_ms", "fanout_rate",
-                 "fanout_p99_ms", "idle_cpu_pct", "storm_subscribe_s")  # fmt: skip
+                 "fanout_p99_ms", "idle_cpu_pct", "storm_subscribe_s", "reconnect_99_s",
+                 "reconnect_100_s", "reconnect_after_healthz_s")  # fmt: skip
 PRODUCTS = {"product-daphne": "daphne-bare", "product-uvicorn": "uvicorn-bare"}
 # Idle CPU under this (% of a core) is below what /proc's 10 ms ticks resolve over a short window: a
 # reference that quiet counts as this much in ratios, so a ratio is never a division by (nearly) zero.
@@ -123,6 +138,8 @@ def targets(results: dict[str, Any], table: dict[str, dict[str, float]]) -> list
     for product in PRODUCTS:
         checks += _issue12_targets(product, results, table)
     for product in PRODUCTS:
+        checks.append(_reconnect_target(product, results, table))
+    for product in PRODUCTS:
         if product in results:
             worst = [rep.get(key, 0.0) for rep in results[product]["reps"] for key in ERROR_FIGURES]
             total = sum(value for value in worst if not math.isnan(value))
@@ -145,6 +162,22 @@ def _issue12_targets(product: str, results: dict[str, Any], table: dict[str, dic
         _target(f"{server}: publish to last delivery after the storm <= 2x without presence",
                 after / quiet if quiet > 0 else math.nan, 2.0, False),
     ]  # fmt: skip
+
+
+def _reconnect_target(product: str, results: dict[str, Any], table: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Issue #13: the reconnect storm back to 100 % within 3x raw's time, with no message lost and every client
+    back in every repetition."""
+    server = product.removeprefix("product-")
+    check = _target(
+        f"{server}: reconnect storm 100 % <= 3x raw, 0 lost",
+        table.get(f"{product}/raw", {}).get("reconnect_100_s", math.nan),
+        3.0,
+        False,
+    )
+    reps = [rep for rep in results.get(product, {}).get("reps", []) if "reconnect_lost" in rep]
+    if any(rep["reconnect_lost"] != 0 or rep.get("reconnect_failures", 0) != 0 for rep in reps):
+        check["status"] = "missed"  # also when 100 % was never reached (no time, so no ratio)
+    return check
 
 
 def _cell(stats: dict[str, float] | None, digits: int) -> str:
@@ -178,7 +211,7 @@ def markdown(document: dict[str, Any]) -> str:
         for key in RATIO_FIGURES:
             values = [table[column].get(key, math.nan) for column in columns]
             lines.append(f"| {key} | " + " | ".join("-" if math.isnan(v) else f"{v:.2f}" for v in values) + " |")
-    lines += ["", "### Targets (issues #6 and #12)", "", "| target | value | status |", "|---|---:|---|"]
+    lines += ["", "### Targets (issues #6, #12 and #13)", "", "| target | value | status |", "|---|---:|---|"]
     for check in document["targets"]:
         value = "-" if math.isnan(check["value"]) else f"{check['value']:.2f}"
         lines.append(f"| {check['target']} | {value} | {check['status']} |")

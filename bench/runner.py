@@ -4,7 +4,8 @@ Per configuration three servers start together: A (one process: idle memory,
 connect, request/response, idle CPU, then the subscribe storm; restarted for
 each repetition so memory starts from a fresh process), B (a second process for
 fan-out, A + B share Redis and PostgreSQL), and C (two processes on one socket,
-for the hold).
+for the hold). The reconnect storm (raw and product only) starts, restarts
+and stops its own server process.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from bench.configs import Config
 from bench.context import RunContext, progress
 from bench.infra import ServerProcess, start_all, stop_all
 from bench.publishers import Publisher
-from bench.scenarios import connect, fanout, hold, idle, memory, reqresp, storm
+from bench.scenarios import connect, fanout, hold, idle, memory, reconnect, reqresp, storm
 
-SCENARIOS = ("memory", "connect", "reqresp", "idle", "fanout", "storm", "hold")
+SCENARIOS = ("memory", "connect", "reqresp", "idle", "fanout", "storm", "reconnect", "hold")
+#: The kinds of configuration the reconnect storm runs on: the product and its raw baseline.
+RECONNECT_KINDS = ("raw", "product")
 PER_SERVER_SCENARIOS: dict[str, Callable[[RunContext, ServerProcess], dict[str, float]]] = {
     "memory": memory.run,
     "connect": connect.run,
@@ -113,7 +116,7 @@ class ConfigRun:
         ctx, config = self.ctx, self.config
         with ExitStack() as stack:
             a = _server(ctx, config, "a")
-            servers = [a] if set(self.scenarios) - {"hold"} else []
+            servers = [a] if set(self.scenarios) - {"hold", "reconnect"} else []
             b = c = None
             if "fanout" in self.scenarios:
                 b = _server(ctx, config, "b")
@@ -140,6 +143,8 @@ class ConfigRun:
                     self.figures[rep] |= figures
             if "storm" in self.scenarios:
                 self._storm(servers, stack)
+            if "reconnect" in self.scenarios and config.kind in RECONNECT_KINDS:
+                self._reconnect()
             if c is not None:
                 progress(
                     f"  {config.name} hold: {ctx.sizes.hold} connections, {HOLD_WORKERS} server processes on one socket"
@@ -168,5 +173,18 @@ class ConfigRun:
             return
         progress(f"  {config.name} storm: {ctx.sizes.storm} distinct users subscribe to one topic at once")
         results = self._guarded(0, "storm", lambda: storm.run(ctx, server, publisher, self.reps, config.name))
+        for rep, figures in enumerate(results or []):
+            self.figures[rep] |= figures
+
+    def _reconnect(self) -> None:
+        """The reconnect storm, on a server process of its own (restarted on its port every repetition)."""
+        ctx, config = self.ctx, self.config
+        command, extra = config.command(1)
+
+        def make_server(port: int | None) -> ServerProcess:
+            return ServerProcess(f"{config.name}-reconnect", command, ctx.env | extra, ctx.log_dir, port)
+
+        progress(f"  {config.name} reconnect storm: {ctx.sizes.reconnect} clients (wsclient), {self.reps} restarts")
+        results = self._guarded(0, "reconnect", lambda: reconnect.run(ctx, config, make_server, self.reps))
         for rep, figures in enumerate(results or []):
             self.figures[rep] |= figures

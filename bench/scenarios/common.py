@@ -6,16 +6,23 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench import proctree
+from bench.clients import worker_main
 from bench.context import RunContext, progress
 from bench.infra import ServerProcess
-from bench.loadgen import ClientPool
+from bench.loadgen import ClientPool, WorkerMain
 
 PING = '{"type": "ping"}'
 
 
-def pool(ctx: RunContext, urls: Sequence[str], total: int, cookies: Sequence[str] | None = None) -> ClientPool:
+def pool(
+    ctx: RunContext,
+    urls: Sequence[str],
+    total: int,
+    cookies: Sequence[str] | None = None,
+    target: WorkerMain = worker_main,
+) -> ClientPool:
     """Clients for ``total`` connections; connection i sends ``cookies[i % len(cookies)]`` (default: the shared
-    accounts' sessions, round robin)."""
+    accounts' sessions, round robin); ``target`` runs in each client process."""
     sizes = ctx.sizes
     return ClientPool(
         urls,
@@ -24,6 +31,7 @@ def pool(ctx: RunContext, urls: Sequence[str], total: int, cookies: Sequence[str
         processes=sizes.client_processes,
         concurrency=sizes.connect_concurrency,
         open_timeout=sizes.open_timeout,
+        target=target,
     )
 
 

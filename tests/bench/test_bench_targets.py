@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -78,4 +79,30 @@ def test_command_line_sizes_override_the_named_sizes() -> None:
 def test_non_positive_sizes_are_refused() -> None:
     with pytest.raises(SystemExit) as refused:
         main(["--smoke", "--storm-users", "0"])
+    assert refused.value.code == 2
+
+
+def test_reconnect_storm_target_is_time_against_raw_and_nothing_lost_in_any_rep() -> None:
+    raw = {"reconnect_100_s": 4.0, "reconnect_lost": 0.0}
+    statuses = _statuses(
+        {"raw": raw, "product-uvicorn": {"reconnect_100_s": 11.9, "reconnect_lost": 0.0},
+         "product-daphne": {"reconnect_100_s": 12.1, "reconnect_lost": 0.0}}
+    )  # fmt: skip
+    assert statuses["uvicorn: reconnect storm 100 % <= 3x raw, 0 lost"] == "met"
+    assert statuses["daphne: reconnect storm 100 % <= 3x raw, 0 lost"] == "missed"
+    lossy = _statuses({"raw": raw, "product-uvicorn": {"reconnect_100_s": 5.0, "reconnect_lost": 2.0}})
+    assert lossy["uvicorn: reconnect storm 100 % <= 3x raw, 0 lost"] == "missed"
+    assert lossy["product-uvicorn: 0 errors, 0 lost (every rep)"] == "missed"
+    assert lossy["daphne: reconnect storm 100 % <= 3x raw, 0 lost"] == "n/a"
+    never_all_back = {"reconnect_100_s": math.nan, "reconnect_lost": 0.0, "reconnect_failures": 3.0}
+    stragglers = _statuses({"raw": raw, "product-daphne": never_all_back})
+    assert stragglers["daphne: reconnect storm 100 % <= 3x raw, 0 lost"] == "missed"
+
+
+def test_reconnect_sizes_come_from_the_command_line() -> None:
+    arguments = _parser().parse_args(["--quick", "--reconnect-clients", "2000", "--reconnect-rate", "2.5"])
+    sizes = _sizes(arguments)
+    assert (sizes.reconnect, sizes.reconnect_rate, sizes.reconnect_timeout) == (2000, 2.5, 120.0)
+    with pytest.raises(SystemExit) as refused:
+        main(["--smoke", "--reconnect-clients", "0"])
     assert refused.value.code == 2
