@@ -40,7 +40,7 @@ from django.db import DatabaseError
 from django.http.cookie import parse_cookie
 from django.utils.crypto import constant_time_compare
 
-from shared.current_user import UserLike, use_current_user
+from shared.current_user import UserLike, current_user
 from shared.tickets import redeem_ticket, well_formed_ticket
 from shared.topics import session_group
 from ws_service.asgi_types import ASGIApp, Receive, Scope, Send, header
@@ -205,7 +205,9 @@ class TicketOrSessionAuthMiddleware:
         except DatabaseError as exc:
             logger.error("authentication unavailable: database error: %s", exc)
             resolution, unavailable = _ANONYMOUS, True
-        with use_current_user(resolution.user):
+        # Set and reset directly (what use_current_user does): no context-manager object per idle connection.
+        token = current_user.set(resolution.user)
+        try:
             await self.inner(
                 dict(
                     scope,
@@ -216,3 +218,5 @@ class TicketOrSessionAuthMiddleware:
                 receive,
                 send,
             )
+        finally:
+            current_user.reset(token)
