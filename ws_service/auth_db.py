@@ -48,7 +48,7 @@ def _prepare() -> bool:
     connection.close_if_unusable_or_obsolete()
     if connection.connection is None:
         return False
-    connection.health_check_done = True
+    connection.health_check_done = True  # type: ignore[attr-defined]  # Django's flag, not in django-stubs
     return True
 
 

@@ -121,14 +121,14 @@ JUNK_TICKETS = ["forged", "A" * 42, "A" * 44, "a" * 5000, "A" * 42 + "=", "A" * 
 def _queries_to_resolve(credentials: Credentials) -> tuple[int, Resolution]:
     """Statements sent to the database, by any thread, while resolving (they run on the auth threads)."""
     statements: list[str] = []
-    original = CursorWrapper._execute_with_wrappers
+    original = CursorWrapper.execute
 
     def counted(self: CursorWrapper, sql: str, *args: Any, **kwargs: Any) -> Any:
         statements.append(sql)
         return original(self, sql, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(CursorWrapper, "_execute_with_wrappers", counted)
+        patch.setattr(CursorWrapper, "execute", counted)
         resolution = async_to_sync(resolve)(credentials)
     return len([sql for sql in statements if "application_name" not in sql]), resolution
 
