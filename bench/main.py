@@ -154,6 +154,10 @@ def main(argv: list[str]) -> int:
         from bench.profile import main as profile_main
 
         return profile_main(argv[1:])
+    if argv and argv[0] == "memprofile":
+        from bench.memprofile import main as memprofile_main
+
+        return memprofile_main(argv[1:])
     arguments = _parser().parse_args(argv)
     if arguments.reps < 1 or (arguments.hold_reps is not None and not 1 <= arguments.hold_reps <= arguments.reps):
         _parser().error("--reps must be at least 1, --hold-reps between 1 and --reps")

@@ -24,6 +24,7 @@ FIGURES: tuple[Figure, ...] = (
     Figure("connect_p50_ms", "connect+auth: handshake p50 (ms)", "lower"),
     Figure("connect_p99_ms", "connect+auth: handshake p99 (ms)", "lower"),
     Figure("connect_failures", "connect+auth: failures", "zero", 0),
+    Figure("connect_db_peak", "connect+auth: peak database connections (app database)", "lower", 0),
     Figure("mem_per_conn_kib", "idle memory per connection (KiB)", "lower"),
     Figure("mem_rss_mib", "idle: tree RSS with N connections (MiB)", "lower"),
     Figure("mem_failures", "idle: connect failures", "zero", 0),

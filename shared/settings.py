@@ -153,6 +153,10 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 WS_TICKET_TTL_SECONDS = env_int("WS_TICKET_TTL_SECONDS", 30, minimum=1, maximum=60)
+# Per ws process: threads (each with its own kept database connection) that resolve handshake
+# sessions and tickets in parallel (ws_service/auth_db.py). The process's other ORM work uses one
+# more connection, readiness one more: a ws process holds at most this + 2 connections.
+WS_AUTH_DB_CONNECTIONS = env_int("WS_AUTH_DB_CONNECTIONS", 8, minimum=1, maximum=64)
 
 # ---------------------------------------------------------------------------
 # Login throttling (django-axes): the login page and the admin login

@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from bench.main import _parser as bench_parser
+from bench.memprofile import _parser as memprofile_parser
 from bench.profile import _parser as profile_parser
 from tests.shared.test_deploy_check import production_env
 from tests.support.recipes import recipes
@@ -249,6 +250,8 @@ def test_bench_command_lines_are_accepted_by_the_harness() -> None:
         arguments = shlex.split(command)[3:]
         if arguments[:1] == ["profile"]:
             profile_parser().parse_args(arguments[1:])
+        elif arguments[:1] == ["memprofile"]:
+            memprofile_parser().parse_args(arguments[1:])
         else:
             bench_parser().parse_args(arguments)
 

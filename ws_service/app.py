@@ -9,7 +9,7 @@ from ws_service.connection_context import ConnectionContextMiddleware
 from ws_service.handshake_limit import HandshakeLimitMiddleware
 from ws_service.host import HostValidator
 from ws_service.http import health_app
-from ws_service.limits import ConnectionLimitMiddleware, MessageSizeMiddleware, RateLimitMiddleware
+from ws_service.limits import ConnectionLimitMiddleware, FrameLimitMiddleware
 from ws_service.origin import OriginValidator
 from ws_service.routing import websocket_router
 
@@ -23,7 +23,7 @@ def build_application() -> ProtocolTypeRouter:
     (``ws_service/limits.py``): the per-user connection count first, then per
     frame the size limit and the rate limit.
     """
-    limited = ConnectionLimitMiddleware(MessageSizeMiddleware(RateLimitMiddleware(websocket_router)))
+    limited = ConnectionLimitMiddleware(FrameLimitMiddleware(websocket_router))
     return ProtocolTypeRouter(
         {
             "http": health_app,

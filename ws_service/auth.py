@@ -1,8 +1,10 @@
 """WebSocket authentication: Django session cookie or one-time ticket.
 
 Credentials are read from the scope (cheap, synchronous), then resolved in a
-single ``database_sync_to_async`` call: a ticket is redeemed and its user
-loaded, or the session is loaded and its user checked as Django's
+single call on the authentication threads (``ws_service.auth_db``: at most
+``WS_AUTH_DB_CONNECTIONS`` at once per process, each on its own kept database
+connection, so concurrent handshakes do not queue behind one ORM thread): a
+ticket is redeemed and its user loaded, or the session is loaded and its user checked as Django's
 ``auth.get_user`` does (session hash, including ``SECRET_KEY_FALLBACKS``; a
 password change makes the next connect anonymous), but read-only. The resolved user goes into ``scope["user"]`` and
 into the current-user ContextVar for the whole life of the connection.
@@ -18,7 +20,7 @@ outdated by a password change), checked exactly as a session cookie is.
 Credentials that cannot be valid cost nothing: a session key that is not 32
 characters of ``[a-z0-9]`` (what Django's ``SessionBase`` generates) and a
 ticket that is not 43 characters of base64url are dropped before the thread
-hop, so junk handshakes make no query and never queue on the ORM thread.
+hop, so junk handshakes make no query and never queue for a database thread.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ from importlib import import_module
 from typing import Any, cast
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth.models import AnonymousUser
@@ -39,10 +40,11 @@ from django.db import DatabaseError
 from django.http.cookie import parse_cookie
 from django.utils.crypto import constant_time_compare
 
-from shared.current_user import UserLike, use_current_user
+from shared.current_user import UserLike, current_user
 from shared.tickets import redeem_ticket, well_formed_ticket
 from shared.topics import session_group
 from ws_service.asgi_types import ASGIApp, Receive, Scope, Send, header
+from ws_service.auth_db import get_auth_database
 
 logger = logging.getLogger("ws.auth")
 
@@ -177,7 +179,7 @@ async def resolve(credentials: Credentials) -> Resolution:
     credentials = plausible(credentials)
     if credentials.ticket == "" or credentials == Credentials(None, None):
         return _ANONYMOUS
-    resolution: Resolution = await database_sync_to_async(_resolve)(credentials)
+    resolution: Resolution = await get_auth_database().run(_resolve, credentials)
     return resolution
 
 
@@ -203,7 +205,9 @@ class TicketOrSessionAuthMiddleware:
         except DatabaseError as exc:
             logger.error("authentication unavailable: database error: %s", exc)
             resolution, unavailable = _ANONYMOUS, True
-        with use_current_user(resolution.user):
+        # Set and reset directly (what use_current_user does): no context-manager object per idle connection.
+        token = current_user.set(resolution.user)
+        try:
             await self.inner(
                 dict(
                     scope,
@@ -214,3 +218,5 @@ class TicketOrSessionAuthMiddleware:
                 receive,
                 send,
             )
+        finally:
+            current_user.reset(token)

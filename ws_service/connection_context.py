@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from shared.log_context import new_context_id, use_connection_id
+from shared.log_context import context_id, context_kind, new_context_id
 from ws_service.asgi_types import ASGIApp, Receive, Scope, Send
 
 
 class ConnectionContextMiddleware:
-    """Sets ``scope["connection_id"]`` and publishes it for the connection's life."""
+    """Sets ``scope["connection_id"]`` and publishes it for the connection's life.
+
+    The ContextVars are set and reset here directly (what
+    ``shared.log_context.use_connection_id`` does) so that an idle connection
+    holds no context-manager object and generator frame for its whole life.
+    """
 
     def __init__(self, inner: ASGIApp) -> None:
         self.inner = inner
@@ -17,5 +22,10 @@ class ConnectionContextMiddleware:
             await self.inner(scope, receive, send)
             return
         connection_id = new_context_id()
-        with use_connection_id(connection_id):
+        id_token = context_id.set(connection_id)
+        kind_token = context_kind.set("connection")
+        try:
             await self.inner(dict(scope, connection_id=connection_id), receive, send)
+        finally:
+            context_kind.reset(kind_token)
+            context_id.reset(id_token)

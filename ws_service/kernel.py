@@ -17,7 +17,12 @@ it for draining, and dispatches:
   named after the type (``"chat.message"`` runs ``chat_message``).
 
 A consumer holds no channel-layer channel and no receive task of its own:
-the node reads the process's one channel and queues each event here.
+the node reads the process's one channel and queues each event here. An idle
+connection is one task awaiting the server's ``receive``: events wait in a
+deque made on the first one (and dropped once drained), and are dispatched by
+the connection's own task after the frame it is handling, or, while it
+waits for a frame, by a short-lived task started for them. Either way one
+message is handled at a time, in arrival order per source.
 
 Subclass it for a consumer on another path::
 
@@ -31,12 +36,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from typing import Any, ClassVar
 
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.utils import await_many_dispatch
 from django.conf import settings
 from redis.exceptions import RedisError
 
@@ -84,8 +89,17 @@ class KernelConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
     state: dict[str, Any]
     closing: bool
     gone: bool
-    events: asyncio.Queue[dict[str, Any]]
+    #: Events the node queued and no handler has taken yet (``None`` while there are none).
+    pending: deque[dict[str, Any]] | None = None
     lagging: bool = False
+    #: True while the connection's task waits for the next frame (events may then run in a drainer task).
+    waiting: bool = False
+    #: The task handling queued events while the connection's task waits for a frame.
+    drainer: asyncio.Task[None] | None = None
+    #: The connection's own task (the one awaiting frames).
+    task: asyncio.Task[Any] | None = None
+    #: An event handler raised ``StopConsumer``: the connection's task was cancelled to end it.
+    stopped: bool = False
     #: The valid ``ref`` of the request being handled, echoed by :meth:`reply`; ``None`` between requests.
     request_ref: str | None = None
 
@@ -98,13 +112,45 @@ class KernelConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
         self.channel_layer = None  # the node owns the process's channel
         self.channel_name = None
         self.base_send = send
-        self.events = asyncio.Queue()
+        self.task = asyncio.current_task()
         try:
-            await await_many_dispatch([receive, self.events.get], self.dispatch)
+            while True:
+                await self.dispatch_pending()
+                self.waiting = True
+                try:
+                    message = await receive()
+                finally:
+                    self.waiting = False
+                if self.drainer is not None:
+                    await asyncio.shield(self.drainer)
+                await self.dispatch(message)
         except StopConsumer:
             pass
+        except asyncio.CancelledError:
+            if not self.stopped:
+                raise
         finally:
+            if self.drainer is not None:
+                self.drainer.cancel()
+            self.task = None  # no cycle through the finished task
             registry.discard(self)
+
+    async def dispatch_pending(self) -> None:
+        """Handle the queued events in order, until none is left."""
+        while self.pending:
+            await self.dispatch(self.pending.popleft())
+        self.pending = None
+
+    async def _drain_while_waiting(self, task: asyncio.Task[Any] | None) -> None:
+        """Queued events, handled while the connection's task waits for a frame."""
+        try:
+            await self.dispatch_pending()
+        except StopConsumer:
+            self.stopped = True
+            if task is not None:
+                task.cancel()  # a handler ended the connection: stop waiting for frames
+        finally:
+            self.drainer = None
 
     @property
     def user(self) -> Any:
@@ -139,16 +185,20 @@ class KernelConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
         beyond that, events are dropped except :data:`ESSENTIAL_EVENTS`. One
         warning per overflow, not one per dropped event.
         """
-        queue = self.events
+        queue = self.pending
+        if queue is None:
+            queue = self.pending = deque()
         capacity: int = settings.CHANNEL_LAYER_CAPACITY
-        if queue.qsize() >= capacity and event.get("type") not in ESSENTIAL_EVENTS:
+        if len(queue) >= capacity and event.get("type") not in ESSENTIAL_EVENTS:
             if not self.lagging:
                 logger.warning("event queue full; dropping (topic messages are refilled from the database)")
             self.lagging = True
             return
-        queue.put_nowait(event)
-        if self.lagging and queue.qsize() <= capacity // 2:
+        queue.append(event)
+        if self.lagging and len(queue) <= capacity // 2:
             self.lagging = False
+        if self.waiting and self.drainer is None:
+            self.drainer = asyncio.create_task(self._drain_while_waiting(self.task))
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Run a handler; an unexpected exception is logged once and never kills the socket.

@@ -3,11 +3,11 @@
 * :class:`ConnectionLimitMiddleware`: at most ``WS_MAX_CONNECTIONS_PER_USER``
   open connections per user across every replica; more are accepted and
   closed at once with 4429 (the inner app never runs for them).
-* :class:`MessageSizeMiddleware`: a frame over ``WS_MAX_MESSAGE_BYTES`` closes
-  the connection with 1009. Daphne enforces the same limit first (the ws
-  launcher passes it); this is the fallback for servers that do not.
-* :class:`RateLimitMiddleware`: a token bucket per connection; a frame over it
-  never reaches the consumer and gets error ``rate_limited``. Sustained
+* :class:`FrameLimitMiddleware`, per frame: a frame over
+  ``WS_MAX_MESSAGE_BYTES`` closes the connection with 1009 (Daphne enforces
+  the same limit first, the ws launcher passes it; this is the fallback for
+  servers that do not); then a token bucket per connection: a frame over it
+  never reaches the consumer and gets error ``rate_limited``, and sustained
   flooding (``WS_RATE_LIMIT_STRIKES`` rejected frames within 10 s) closes the
   connection with 1008.
 
@@ -71,34 +71,6 @@ def frame_size(message: Message) -> int:
     return len(message.get("bytes") or b"")
 
 
-class MessageSizeMiddleware:
-    """Closes the connection with 1009 on a frame larger than ``WS_MAX_MESSAGE_BYTES``."""
-
-    def __init__(self, inner: ASGIApp) -> None:
-        self.inner = inner
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "websocket":
-            await self.inner(scope, receive, send)
-            return
-        limit: int = settings.WS_MAX_MESSAGE_BYTES
-        closed = False
-
-        async def limited_receive() -> Message:
-            nonlocal closed
-            if closed:
-                return _disconnect(CLOSE_MESSAGE_TOO_BIG)
-            message = await receive()
-            if message["type"] == "websocket.receive" and frame_size(message) > limit:
-                closed = True
-                logger.warning("closing: a %d-byte frame is over the %d-byte limit", frame_size(message), limit)
-                await close_connection(send, CLOSE_MESSAGE_TOO_BIG)
-                return _disconnect(CLOSE_MESSAGE_TOO_BIG)
-            return message
-
-        await self.inner(scope, limited_receive, send)
-
-
 def _request_of(message: Message) -> dict[str, Any]:
     """The parsed frame when it is a valid message (so its ``ref`` can be echoed), else ``{}``."""
     try:
@@ -107,12 +79,17 @@ def _request_of(message: Message) -> dict[str, Any]:
         return {}
 
 
-class RateLimitMiddleware:
-    """A token bucket per connection: frames over it get error ``rate_limited`` instead of processing.
+class FrameLimitMiddleware:
+    """Per inbound frame, in order: the size limit, then the connection's token bucket.
 
-    ``WS_RATE_LIMIT_STRIKES`` rejected frames within 10 s close the connection
-    with 1008 (policy violation); the consumer then sees a disconnect and
-    cleans up as usual.
+    * A frame over ``WS_MAX_MESSAGE_BYTES`` closes the connection with 1009.
+    * A frame over the rate gets error ``rate_limited`` instead of processing;
+      ``WS_RATE_LIMIT_STRIKES`` such frames within 10 s close the connection
+      with 1008 (policy violation).
+
+    After either close the inner app receives a disconnect with that code and
+    cleans up as usual. Both checks share one wrapper (one closure and one
+    awaiting frame per idle connection, not two).
     """
 
     def __init__(self, inner: ASGIApp) -> None:
@@ -122,19 +99,28 @@ class RateLimitMiddleware:
         if scope["type"] != "websocket":
             await self.inner(scope, receive, send)
             return
+        limit: int = settings.WS_MAX_MESSAGE_BYTES
         bucket = TokenBucket(settings.WS_RATE_LIMIT_PER_SECOND, settings.WS_RATE_LIMIT_BURST)
         strikes = WindowCounter(settings.WS_RATE_LIMIT_STRIKES, STRIKE_WINDOW_SECONDS)
-        closed = False
+        closed = 0  # the close code once a limit has closed the connection
 
         async def limited_receive() -> Message:
             nonlocal closed
             # Each pass consumes one inbound frame; at most STRIKES rejections end the loop.
             while not closed:
                 message = await receive()
-                if message["type"] != "websocket.receive" or bucket.try_acquire():
+                if message["type"] != "websocket.receive":
+                    return message
+                size = frame_size(message)
+                if size > limit:
+                    closed = CLOSE_MESSAGE_TOO_BIG
+                    logger.warning("closing: a %d-byte frame is over the %d-byte limit", size, limit)
+                    await close_connection(send, CLOSE_MESSAGE_TOO_BIG)
+                    break
+                if bucket.try_acquire():
                     return message
                 if strikes.hit():
-                    closed = True
+                    closed = CLOSE_POLICY_VIOLATION
                     logger.warning("closing: sustained flooding over the rate limit")
                     metrics.connection_rate_limited()
                     await close_connection(send, CLOSE_POLICY_VIOLATION)
@@ -144,7 +130,7 @@ class RateLimitMiddleware:
                 await send({"type": "websocket.send", "text": encode(frame)})
                 metrics.count_error(RATE_LIMITED)
                 metrics.SENT_ERROR.inc()
-            return _disconnect(CLOSE_POLICY_VIOLATION)
+            return _disconnect(closed)
 
         await self.inner(scope, limited_receive, send)
 

@@ -19,6 +19,8 @@ class TokenBucket:
     per second on average.
     """
 
+    __slots__ = ("_clock", "_tokens", "_updated", "burst", "rate")
+
     def __init__(self, rate: float, burst: int, *, clock: Clock = time.monotonic) -> None:
         if rate <= 0 or burst < 1:
             raise ValueError("a token bucket needs rate > 0 and burst >= 1")
@@ -50,7 +52,13 @@ class TokenBucket:
 
 
 class WindowCounter:
-    """Counts events in the last ``window`` seconds; memory is bounded by ``limit``."""
+    """Counts events in the last ``window`` seconds; memory is bounded by ``limit``.
+
+    The deque of times is made on the first event (every connection has a
+    counter; few ever see an event).
+    """
+
+    __slots__ = ("_clock", "_events", "limit", "window")
 
     def __init__(self, limit: int, window: float, *, clock: Clock = time.monotonic) -> None:
         if limit < 1 or window <= 0:
@@ -58,12 +66,15 @@ class WindowCounter:
         self.limit = limit
         self.window = window
         self._clock = clock
-        self._events: deque[float] = deque(maxlen=limit)
+        self._events: deque[float] | None = None
 
     def hit(self) -> bool:
         """Record one event; ``True`` when ``limit`` events fall within the window."""
         now = self._clock()
-        self._events.append(now)
-        while self._events and self._events[0] <= now - self.window:
-            self._events.popleft()
-        return len(self._events) >= self.limit
+        events = self._events
+        if events is None:
+            events = self._events = deque(maxlen=self.limit)
+        events.append(now)
+        while events and events[0] <= now - self.window:
+            events.popleft()
+        return len(events) >= self.limit

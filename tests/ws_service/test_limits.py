@@ -187,11 +187,11 @@ def limited_communicator(session_key: str | None = None) -> WebsocketCommunicato
     """A communicator for the ws stack with every limit in place (as in ``ws_service/app.py``)."""
     from ws_service.auth import TicketOrSessionAuthMiddleware
     from ws_service.connection_context import ConnectionContextMiddleware
-    from ws_service.limits import ConnectionLimitMiddleware, MessageSizeMiddleware, RateLimitMiddleware
+    from ws_service.limits import ConnectionLimitMiddleware, FrameLimitMiddleware
     from ws_service.origin import OriginValidator
     from ws_service.routing import websocket_router
 
-    limited = ConnectionLimitMiddleware(MessageSizeMiddleware(RateLimitMiddleware(websocket_router)))
+    limited = ConnectionLimitMiddleware(FrameLimitMiddleware(websocket_router))
     communicator = ws_communicator(session_key=session_key)
     communicator.application = OriginValidator(ConnectionContextMiddleware(TicketOrSessionAuthMiddleware(limited)))
     return communicator

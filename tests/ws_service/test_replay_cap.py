@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -169,14 +168,14 @@ async def test_subscriptions_per_connection_are_capped(settings: SettingsWrapper
 
 async def test_a_full_event_queue_warns_once_per_overflow(caplog: pytest.LogCaptureFixture) -> None:
     consumer = ConnectionConsumer()
-    consumer.events = asyncio.Queue()
     with override_settings(CHANNEL_LAYER_CAPACITY=4), caplog.at_level("WARNING", logger="ws.consumer"):
         for n in range(50):
             consumer.deliver_local({"type": "topic.message", "n": n})
-        assert consumer.events.qsize() == 4
+        assert consumer.pending is not None
+        assert len(consumer.pending) == 4
         assert len([r for r in caplog.records if "queue full" in r.message]) == 1
         for _ in range(3):  # drained below half: the next overflow warns again
-            consumer.events.get_nowait()
+            consumer.pending.popleft()
         for n in range(10):
             consumer.deliver_local({"type": "topic.message", "n": n})
     assert len([r for r in caplog.records if "queue full" in r.message]) == 2
@@ -184,10 +183,10 @@ async def test_a_full_event_queue_warns_once_per_overflow(caplog: pytest.LogCapt
 
 def test_a_revocation_is_queued_even_when_the_event_queue_is_full() -> None:
     consumer = ConnectionConsumer()
-    consumer.events = asyncio.Queue()
     with override_settings(CHANNEL_LAYER_CAPACITY=2):
         for n in range(5):
             consumer.deliver_local({"type": "topic.message", "n": n})
         consumer.deliver_local({"type": "auth.revoked", "reason": "logout"})
-    assert consumer.events.qsize() == 3
-    assert [consumer.events.get_nowait()["type"] for _ in range(3)][-1] == "auth.revoked"
+    assert consumer.pending is not None
+    assert len(consumer.pending) == 3
+    assert [event["type"] for event in consumer.pending][-1] == "auth.revoked"

@@ -1,0 +1,50 @@
+"""``python -m bench.servers.traced``: the product (``python -m ws_service``, one process) under tracemalloc.
+
+Used by ``python -m bench memprofile``. Tracing starts at the first SIGUSR1
+(imports under tracemalloc would take minutes), so a snapshot holds only what
+was allocated since then and is still alive; each SIGUSR1 writes, into ``BENCH_TRACE_DIR``, a tracemalloc
+snapshot (``snapshot-N.pickle``) and the count of live objects by type
+(``types-N.json``), numbered from 1. Needs ``WS_WORKERS=1`` (the server runs
+in this process).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import runpy
+import signal
+import sys
+import tracemalloc
+from collections import Counter
+from pathlib import Path
+from types import FrameType
+
+FRAMES = 8
+_taken = 0
+
+
+def _dump(signum: int, frame: FrameType | None) -> None:
+    global _taken
+    _taken += 1
+    directory = Path(os.environ["BENCH_TRACE_DIR"])
+    if not tracemalloc.is_tracing():
+        tracemalloc.start(FRAMES)
+    gc.collect()
+    tracemalloc.take_snapshot().dump(str(directory / f"snapshot-{_taken}.pickle"))
+    counts = Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.get_objects())
+    (directory / f"types-{_taken}.json").write_text(json.dumps(counts))
+    (directory / f"done-{_taken}").touch()
+
+
+def main() -> None:
+    if os.environ.get("WS_WORKERS", "1") != "1":
+        raise SystemExit("bench.servers.traced needs WS_WORKERS=1")
+    signal.signal(signal.SIGUSR1, _dump)
+    sys.argv = ["ws_service"]
+    runpy.run_module("ws_service", run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    main()
