@@ -151,7 +151,8 @@ class SlotTracker:
         if not batches:
             return
         ttl = _ttl()
-        self._released_in_round = released = []
+        released: list[Slot] = []
+        self._released_in_round = released
         try:
             async with self._redis_calls, get_redis().pipeline(transaction=False) as pipe:
                 expiry = time.time() + ttl

@@ -93,8 +93,9 @@ def wheel_of(server: Any) -> TimeoutWheel:
 def install() -> None:
     """Patch ``daphne.server.Server`` (idempotent): new connections join the wheel, the sweep uses it."""
     from daphne.server import Server
-    from twisted.internet import reactor
+    from twisted.internet import reactor as twisted_reactor
 
+    reactor: Any = twisted_reactor  # zope interfaces confuse mypy about callLater's arguments
     if getattr(Server, "_ws_timeout_wheel_patch", False):
         return
     original_connected = Server.protocol_connected

@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -79,14 +80,15 @@ async def test_idle_sockets_get_pings_and_stay_open_past_several_intervals(keepa
     assert ws.transport is not None
     received = 0
     # Count the server's pings on the wire: on an idle socket each read is one ping frame, first byte 0x89 (FIN + ping).
-    original = ws.transport.get_protocol().data_received
+    protocol: Any = ws.transport.get_protocol()
+    original = protocol.data_received
 
     def data_received(data: bytes) -> None:
         nonlocal received
         received += data[:1] == b"\x89"
         original(data)
 
-    ws.transport.get_protocol().data_received = data_received  # type: ignore[method-assign]
+    protocol.data_received = data_received
     await asyncio.sleep(3 * (PING_INTERVAL + GRID))
     assert received >= 2, "the server stopped pinging an idle socket"
     await send_json(ws, {"type": "ping"})
