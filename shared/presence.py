@@ -29,7 +29,7 @@ time, so entries written by an older replica still expire.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -189,6 +189,21 @@ async def join_counted(entry: PresenceEntry) -> Change:
         _JOIN, 3, *_keys(entry.topic), entry.member, _expiry(), entry.user_id, entry.topic
     )
     return Change(entry.topic, int(size), joined=[entry.user] if int(count) == 1 else [])
+
+
+async def join_many_counted(entries: Sequence[PresenceEntry]) -> list[Change]:
+    """:func:`join_counted` for several entries in one pipelined round trip (each join still atomic)."""
+    if not entries:
+        return []
+    async with get_redis().pipeline(transaction=False) as pipe:
+        expiry = _expiry()
+        for entry in entries:
+            pipe.eval(_JOIN, 3, *_keys(entry.topic), entry.member, expiry, entry.user_id, entry.topic)
+        results = await pipe.execute()
+    return [
+        Change(entry.topic, int(size), joined=[entry.user] if int(count) == 1 else [])
+        for entry, (size, count) in zip(entries, results, strict=True)
+    ]
 
 
 async def leave_counted(entry: PresenceEntry) -> Change:

@@ -73,9 +73,13 @@ class Slot:
         return user_key(self.user_id)
 
 
+def _user_key_prefix() -> str:
+    return f"{settings.CHANNEL_LAYER_PREFIX}:conns:user:"
+
+
 def user_key(user_id: int) -> str:
     """The Redis key holding a user's open connections."""
-    return f"{settings.CHANNEL_LAYER_PREFIX}:conns:user:{user_id}"
+    return f"{_user_key_prefix()}{user_id}"
 
 
 def _ttl() -> int:
@@ -98,6 +102,11 @@ class SlotTracker:
     def __init__(self) -> None:
         self.slots: set[Slot] = set()
         self._task: asyncio.Task[None] | None = None
+        # The refresh's script arguments (keys, members per batch), rebuilt only after the slots changed:
+        # an idle process's round then costs one pipeline, not a pass over every slot.
+        self._batches: list[tuple[list[str], list[str]]] | None = None
+        # Slots released while a refresh is in flight (it may have put them back): removed again after it.
+        self._released_in_round: list[Slot] | None = None
         # redis-py's pool refuses callers beyond its size ("Too many connections")
         # instead of queueing them: a connect burst waits here instead.
         self._redis_calls = asyncio.Semaphore(MAX_CONCURRENT_REDIS_CALLS)
@@ -111,6 +120,7 @@ class SlotTracker:
         if int(taken) != 1:
             return False
         self.slots.add(slot)
+        self._batches = None
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="connection-slots")
         return True
@@ -118,30 +128,46 @@ class SlotTracker:
     async def release(self, slot: Slot) -> None:
         """Give a slot back (idempotent)."""
         self.slots.discard(slot)
+        self._batches = None
+        if self._released_in_round is not None:
+            self._released_in_round.append(slot)
         async with self._redis_calls:
             await get_redis().zrem(slot.key, slot.connection_id)
 
+    def refresh_batches(self) -> list[tuple[list[str], list[str]]]:
+        """The refresh's arguments: per ``REFRESH_BATCH`` slots, their keys and members (cached until a change)."""
+        if self._batches is None:
+            slots = list(self.slots)
+            prefix = _user_key_prefix()
+            self._batches = [
+                ([f"{prefix}{slot.user_id}" for slot in batch], [slot.connection_id for slot in batch])
+                for batch in (slots[start : start + REFRESH_BATCH] for start in range(0, len(slots), REFRESH_BATCH))
+            ]
+        return self._batches
+
     async def tick(self) -> None:
         """One round: extend every slot this process holds, in one pipelined round trip."""
-        slots = list(self.slots)
-        if not slots:
+        batches = self.refresh_batches()
+        if not batches:
             return
         ttl = _ttl()
-        async with self._redis_calls:
-            async with get_redis().pipeline(transaction=False) as pipe:
+        released: list[Slot] = []
+        self._released_in_round = released
+        try:
+            async with self._redis_calls, get_redis().pipeline(transaction=False) as pipe:
                 expiry = time.time() + ttl
-                for start in range(0, len(slots), REFRESH_BATCH):
-                    batch = slots[start : start + REFRESH_BATCH]
-                    keys = [slot.key for slot in batch]
-                    pipe.eval(_REFRESH_MANY, len(keys), *keys, expiry, ttl * 2, *(s.connection_id for s in batch))
+                for keys, members in batches:
+                    pipe.eval(_REFRESH_MANY, len(keys), *keys, expiry, ttl * 2, *members)
                 await pipe.execute()
-            # Released while being refreshed: do not resurrect them (rare, so one more call only then).
-            stale = [slot for slot in slots if slot not in self.slots]
-            if stale:
-                async with get_redis().pipeline(transaction=False) as pipe:
-                    for slot in stale:
-                        pipe.zrem(slot.key, slot.connection_id)
-                    await pipe.execute()
+        finally:
+            self._released_in_round = None
+        # Released while being refreshed: do not resurrect them (rare, so one more call only then).
+        stale = [slot for slot in released if slot not in self.slots]
+        if stale:
+            async with self._redis_calls, get_redis().pipeline(transaction=False) as pipe:
+                for slot in stale:
+                    pipe.zrem(slot.key, slot.connection_id)
+                await pipe.execute()
 
     async def _run(self) -> None:
         interval = _ttl() / 3

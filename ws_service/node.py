@@ -61,6 +61,8 @@ class Node:
 
     def __init__(self) -> None:
         self.local: dict[str, set[Member]] = {}
+        # The reverse index: a member's groups (a disconnect must not scan every group of the process).
+        self._member_groups: dict[Member, set[str]] = {}
         self.channel: str | None = None
         self._membership = asyncio.Lock()  # keeps each group's group_add/group_discard in order
         self._task: asyncio.Task[None] | None = None
@@ -89,6 +91,7 @@ class Node:
                 await layer.group_add_many(new, self.channel)
             for group in wanted:
                 self.local.setdefault(group, set()).add(member)
+            self._member_groups.setdefault(member, set()).update(wanted)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="ws-node")
 
@@ -100,7 +103,9 @@ class Node:
         """
         async with self._membership:
             gone: list[str] = []
+            own = self._member_groups.get(member, set())
             for group in dict.fromkeys(groups):
+                own.discard(group)
                 members = self.local.get(group)
                 if members is None:
                     continue
@@ -108,12 +113,14 @@ class Node:
                 if not members:
                     del self.local[group]
                     gone.append(group)
+            if not own:
+                self._member_groups.pop(member, None)
             if gone and self.channel is not None:
                 await self._layer().group_discard_many(gone, self.channel)
 
     def groups_of(self, member: Member) -> list[str]:
         """The groups ``member`` is in."""
-        return [group for group, members in self.local.items() if member in members]
+        return list(self._member_groups.get(member, ()))
 
     async def leave_all(self, member: Member) -> None:
         """Leave every group ``member`` is in."""

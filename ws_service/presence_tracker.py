@@ -113,12 +113,39 @@ class PresenceTracker:
         self._task: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._joining: list[tuple[PresenceEntry, asyncio.Future[Change]]] = []
+        self._joiner: asyncio.Task[None] | None = None
 
     async def join(self, entry: PresenceEntry) -> None:
+        """Add an entry. Joins that arrive together (a subscribe storm) share one pipelined round trip."""
         self.entries.add(entry)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="presence-tracker")
-        self.record(await presence.join_counted(entry))
+        future: asyncio.Future[Change] = asyncio.get_running_loop().create_future()
+        self._joining.append((entry, future))
+        if self._joiner is None or self._joiner.done():
+            self._joiner = asyncio.create_task(self._join_loop(), name="presence-joins")
+        self.record(await future)
+
+    async def _join_loop(self) -> None:
+        """Send the queued joins, all of them in one pipeline per round, until none are left."""
+        while self._joining:
+            batch, self._joining = self._joining, []
+            waiting = [(entry, future) for entry, future in batch if not future.done()]
+            try:
+                changes = await presence.join_many_counted([entry for entry, _ in waiting])
+            except asyncio.CancelledError:
+                for _, future in waiting:
+                    future.cancel()
+                raise
+            except Exception as exc:  # each waiting join fails as its own call would have
+                for _, future in waiting:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), change in zip(waiting, changes, strict=True):
+                if not future.done():
+                    future.set_result(change)
 
     async def leave(self, entry: PresenceEntry) -> None:
         """Remove an entry; while the process drains, its diff goes out before this returns."""

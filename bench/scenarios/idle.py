@@ -13,6 +13,7 @@ connection must still be open and answer a protocol ping (drops).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from bench import proctree
 from bench.context import RunContext
@@ -30,12 +31,22 @@ def cpu_over_window(server: ServerProcess, seconds: float) -> tuple[float, float
     return used, time.monotonic() - started
 
 
-def run(ctx: RunContext, server: ServerProcess) -> dict[str, float]:
+def run(
+    ctx: RunContext,
+    server: ServerProcess,
+    before_window: Callable[[], None] | None = None,
+    after_window: Callable[[], None] | None = None,
+) -> dict[str, float]:
+    """The hooks run just before and after the window (a profiler attaches and detaches)."""
     n = ctx.sizes.idle
     with pool(ctx, [server.ws_url], n, ctx.distinct_cookies(n)) as clients:
         opened = open_all(ctx, clients, n)
         settle(ctx, [server])
+        if before_window is not None:
+            before_window()
         used, elapsed = cpu_over_window(server, ctx.sizes.idle_seconds)
+        if after_window is not None:
+            after_window()
         checked = clients.request(120, "check", 10.0)
         close_all(ctx, clients, [server])
     return {

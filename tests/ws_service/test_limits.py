@@ -353,3 +353,24 @@ async def test_a_connect_burst_takes_exactly_the_limit_without_exhausting_the_re
     assert await open_connections(999_003) == 20
     await asyncio.gather(*(tracker.release(slot) for slot in slots))
     assert await open_connections(999_003) == 0
+
+
+async def test_the_cached_refresh_follows_every_acquire_and_release() -> None:
+    """The refresh's arguments are cached between rounds: a slot taken after a round is refreshed in the next,
+    and one released while a round is in flight is not put back by it."""
+    tracker = get_slot_tracker()
+    first, later, gone = Slot(999_010, "first"), Slot(999_011, "later"), Slot(999_012, "gone")
+    assert await tracker.acquire(first, 1)
+    assert await tracker.acquire(gone, 1)
+    await tracker.tick()  # builds and caches the arguments
+    assert await tracker.acquire(later, 1)
+    await get_redis().delete(first.key, later.key, gone.key)  # Redis lost its data
+    round_ = asyncio.create_task(tracker.tick())
+    await asyncio.sleep(0)  # the round is in flight
+    await tracker.release(gone)
+    await round_
+    assert await open_connections(999_010) == 1
+    assert await open_connections(999_011) == 1
+    assert await open_connections(999_012) == 0
+    for slot in (first, later):
+        await tracker.release(slot)

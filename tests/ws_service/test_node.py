@@ -166,3 +166,20 @@ async def test_memberships_are_renewed_before_the_layer_expires_them() -> None:
     assert await node.refresh_if_due()
     assert await connection.zscore(layer._group_key(group), node.channel) > joined_at
     await node.leave_all(inbox)
+
+
+async def test_groups_of_follows_joins_and_leaves_of_each_member() -> None:
+    node = Node()
+    alice, bob = Inbox(), Inbox()
+    await node.join(alice, ["g.a", "g.shared"])
+    await node.join(bob, ["g.shared", "g.b"])
+    await node.join(alice, ["g.c"])
+    assert sorted(node.groups_of(alice)) == ["g.a", "g.c", "g.shared"]
+    await node.leave(alice, ["g.a", "g.unknown"])
+    assert sorted(node.groups_of(alice)) == ["g.c", "g.shared"]
+    await node.leave_all(alice)
+    assert node.groups_of(alice) == []
+    assert sorted(node.groups_of(bob)) == ["g.b", "g.shared"]
+    assert sorted(node.local) == ["g.b", "g.shared"]
+    await node.leave_all(bob)
+    assert node.local == {}

@@ -21,7 +21,7 @@ from django.conf import settings as django_settings
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from shared import presence
-from shared.presence import PresenceEntry
+from shared.presence import Change, PresenceEntry
 from shared.redis_client import _clients, get_redis
 from shared.topics import topic_group
 from tests.support.communicators import receive_message, send_message, ws_communicator
@@ -267,3 +267,36 @@ async def test_while_draining_a_leave_is_announced_before_it_returns(
     await tracker.leave(entry)
     assert (await asyncio.wait_for(layer.receive(channel), 0.5))["left"] == [entry.user]
     await layer.group_discard(topic_group("room.drain-diff"), channel)
+
+
+async def test_concurrent_joins_share_one_round_trip_and_each_user_joins_once(
+    counted_redis: type[CountingConnection],
+) -> None:
+    """A subscribe storm's presence joins go out in one pipeline, not one script call per connection."""
+    recorded: list[Change] = []
+
+    class RecordingTracker(PresenceTracker):
+        def record(self, change: Change) -> None:
+            recorded.append(change)
+            super().record(change)
+
+    tracker = RecordingTracker()
+    # 40 users, the first five with a second connection: 45 entries, 40 users present.
+    entries = [PresenceEntry("room.joinstorm", f"jconn{i}", 970_000 + i, f"j{i}") for i in range(40)]
+    entries += [PresenceEntry("room.joinstorm", f"jconn-again{i}", 970_000 + i, f"j{i}") for i in range(5)]
+
+    async def storm() -> None:
+        await asyncio.gather(*(tracker.join(entry) for entry in entries))
+
+    await get_redis().ping()  # a connection in the pool (its handshake is not the storm's)
+    assert await _round_trips(counted_redis, storm) == 1
+    assert len(recorded) == 45
+    assert sorted(user["id"] for change in recorded for user in change.joined) == [970_000 + i for i in range(40)]
+    assert max(change.size for change in recorded) == 40
+    assert len(await presence.users("room.joinstorm")) == 40
+    for entry in entries:
+        await presence.leave(entry)
+    if tracker._flusher is not None:
+        tracker._flusher.cancel()
+    if tracker._task is not None:
+        tracker._task.cancel()

@@ -28,6 +28,7 @@ from ws_service.kernel import KernelConsumer
 from ws_service.layer_monitor import get_monitor
 from ws_service.node import ENCODED_KEY, get_node
 from ws_service.protocol import ErrorCode, ProtocolError, encode, optional_recent, optional_since
+from ws_service.snapshots import get_reader, page_limit
 from ws_service.subscriptions import Arrival, Subscriptions
 
 logger = logging.getLogger("ws.consumer")
@@ -69,22 +70,6 @@ def _replay_cap() -> int:
     return cap
 
 
-def _snapshot(topic: str, since: int | None, recent: int | None = None) -> tuple[int, list[dict[str, Any]]]:
-    """The topic's last id and, when ``since`` or ``recent`` is given, the first page of the replay.
-
-    ``recent`` asks for the newest messages, at most ``WS_REPLAY_MAX_MESSAGES``
-    of them: ids are gap-free, so that is the replay after ``last - recent``,
-    up to the same ``last`` (messages published meanwhile follow live).
-    """
-    last = messaging.last_id(topic)
-    if recent is not None:
-        since = max(0, last - min(recent, _replay_cap())) if recent > 0 else None
-    if since is None:
-        return last, []
-    limit = min(messaging.REPLAY_PAGE_SIZE, _replay_cap())
-    return last, messaging.messages_after(topic, since, until=last, limit=limit)
-
-
 async def on_subscribe(consumer: KernelConsumer, message: dict[str, Any]) -> None:
     topic = authorized_topic(consumer, message)
     since = optional_since(message)
@@ -100,9 +85,10 @@ async def on_subscribe(consumer: KernelConsumer, message: dict[str, Any]) -> Non
     with reported_as_unavailable("subscribing", topic):
         # Join the topic first: anything published from here on is either
         # in the snapshot or arrives afterwards (duplicates are dropped).
+        # Concurrent subscribers of the topic share one read (ws_service.snapshots).
         await node.join(consumer, [topic_group(topic)])
         try:
-            last, replay = await database_sync_to_async(_snapshot)(topic, since, recent)
+            last, replay = await get_reader().snapshot(topic, since, recent)
         except BaseException:
             if topic not in followed:
                 await node.leave(consumer, [topic_group(topic)])
@@ -123,7 +109,7 @@ async def _replay(consumer: KernelConsumer, topic: str, page: list[dict[str, Any
     """
     cap = _replay_cap()
     count = 0
-    asked = min(messaging.REPLAY_PAGE_SIZE, cap)  # what _snapshot asked for
+    asked = page_limit()  # what the snapshot asked for
     while page and not consumer.gone:
         for payload in page:
             await consumer.send_message(payload)
