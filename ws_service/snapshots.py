@@ -80,7 +80,7 @@ class SnapshotReader:
         self.reads = 0
 
     async def snapshot(self, topic: str, since: int | None, recent: int | None = None) -> Snapshot:
-        """The topic's last id and the first page after ``since`` (or of the newest ``recent``), read after this call began."""
+        """The last id and the first page after ``since`` (or of the newest ``recent``), read after this call began."""
         future: asyncio.Future[Snapshot] = asyncio.get_running_loop().create_future()
         self._next.setdefault(topic, _Batch()).waiting.append(((since, recent), future))
         if topic not in self._runners:

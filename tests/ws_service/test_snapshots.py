@@ -60,8 +60,8 @@ async def test_a_read_already_running_never_answers_a_later_subscriber(monkeypat
     started, release = threading.Event(), threading.Event()
     original = snapshots.read_snapshots
 
-    def slow_first_read(name: str, sinces: set[int | None]) -> dict[int | None, snapshots.Snapshot]:
-        result = original(name, sinces)
+    def slow_first_read(name: str, asks: set[snapshots.Ask]) -> dict[snapshots.Ask, snapshots.Snapshot]:
+        result = original(name, asks)
         if not started.is_set():
             started.set()
             assert release.wait(10)
@@ -86,11 +86,11 @@ async def test_a_failed_read_fails_every_waiter_and_the_next_read_works(monkeypa
     calls: list[int] = []
     original = snapshots.read_snapshots
 
-    def fail_once(name: str, sinces: set[int | None]) -> dict[int | None, snapshots.Snapshot]:
+    def fail_once(name: str, asks: set[snapshots.Ask]) -> dict[snapshots.Ask, snapshots.Snapshot]:
         calls.append(1)
         if len(calls) == 1:
             raise DatabaseError("down")
-        return original(name, sinces)
+        return original(name, asks)
 
     monkeypatch.setattr(snapshots, "read_snapshots", fail_once)
     reader = get_reader()
