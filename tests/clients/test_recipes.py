@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import queue
 import re
-import shutil
 import signal
 import subprocess
 import threading
@@ -172,7 +171,6 @@ def test_wscat_recipe(recipe_front: Front, demo_user: User, node_dir: Path) -> N
 
 
 @db
-@pytest.mark.skipif(shutil.which("websocat") is None, reason="websocat is not installed (not in Debian: crates.io)")
 def test_websocat_recipe(recipe_front: Front, demo_user: User, tmp_path: Path) -> None:
     output = run_interactive("websocat", recipe_front, demo_user, tmp_path, until='"type":"ack"')
     assert '"type":"welcome"' in output
