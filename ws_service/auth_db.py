@@ -5,7 +5,7 @@ thread-sensitive thread, so handshakes would wait for each other's queries.
 Authentication instead runs on its own pool of ``WS_AUTH_DB_CONNECTIONS``
 threads per process. Django keeps one connection per thread, so the pool
 holds at most that many PostgreSQL connections (``application_name``
-``ws-auth``), kept between handshakes like any persistent connection
+``ws-auth <pid>``), kept between handshakes like any persistent connection
 (``DATABASE_CONN_MAX_AGE``), never more, and never one per handshake:
 
 * a connection belongs to its thread, so an exception or a handshake
@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
@@ -52,12 +53,17 @@ def _prepare() -> bool:
     return True
 
 
+def application_name(pid: int | None = None) -> str:
+    """``ws-auth <pid>``: the process's authentication connections, told apart in ``pg_stat_activity``."""
+    return f"{APPLICATION_NAME} {os.getpid() if pid is None else pid}"
+
+
 def _name_new_connection() -> None:
     connection = connections[DEFAULT_DB_ALIAS]
     if connection.connection is None:
         connection.ensure_connection()
         with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('application_name', %s, false)", [APPLICATION_NAME])
+            cursor.execute("SELECT set_config('application_name', %s, false)", [application_name()])
 
 
 def _run[T, R](function: Callable[[T], R], argument: T) -> R:
