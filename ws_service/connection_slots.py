@@ -6,7 +6,9 @@ refreshes it every ``WS_CONNECTION_TTL_SECONDS / 3``,
 so a crashed replica's connections stop counting within TTL + TTL/3. Taking a
 slot is one Lua script (drop expired members, count, add if below the limit),
 hence atomic across replicas: two simultaneous connects can never both take
-the last slot.
+the last slot. Connects (and disconnects) arriving together send their
+scripts (and removals) in one pipelined round trip (``ws_service.coalesce``);
+each script is still atomic, in order, so the guarantee holds within a batch.
 
 The refresh is per process, not per connection: one pipelined round trip per
 round, carrying one script call per ``REFRESH_BATCH`` slots (each call extends
@@ -24,12 +26,14 @@ import asyncio
 import logging
 import time
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
 from redis.exceptions import RedisError
 
 from shared.redis_client import get_redis
+from ws_service.coalesce import Coalescer
 
 logger = logging.getLogger("ws.limits")
 
@@ -110,14 +114,18 @@ class SlotTracker:
         # redis-py's pool refuses callers beyond its size ("Too many connections")
         # instead of queueing them: a connect burst waits here instead.
         self._redis_calls = asyncio.Semaphore(MAX_CONCURRENT_REDIS_CALLS)
+        # Connects and disconnects arriving together share one pipelined round trip each.
+        self._acquires = Coalescer(self._acquire_many, "slot-acquires")
+        self._releases = Coalescer(self._release_many, "slot-releases")
 
     async def acquire(self, slot: Slot, limit: int) -> bool:
-        """Take a slot; ``False`` when the user already has ``limit`` open connections."""
-        ttl = _ttl()
-        async with self._redis_calls:
-            now = time.time()
-            taken = await get_redis().eval(_ACQUIRE, 1, slot.key, now, now + ttl, slot.connection_id, limit, ttl * 2)
-        if int(taken) != 1:
+        """Take a slot; ``False`` when the user already has ``limit`` open connections.
+
+        Connects arriving together share one pipelined round trip; each slot is
+        still taken by its own atomic script.
+        """
+        taken = await self._acquires((slot, limit))
+        if not taken:
             return False
         self.slots.add(slot)
         self._batches = None
@@ -125,14 +133,29 @@ class SlotTracker:
             self._task = asyncio.create_task(self._run(), name="connection-slots")
         return True
 
+    async def _acquire_many(self, asks: Sequence[tuple[Slot, int]]) -> list[bool]:
+        ttl = _ttl()
+        async with self._redis_calls, get_redis().pipeline(transaction=False) as pipe:
+            now = time.time()
+            for slot, limit in asks:
+                pipe.eval(_ACQUIRE, 1, slot.key, now, now + ttl, slot.connection_id, limit, ttl * 2)
+            results = await pipe.execute()
+        return [int(taken) == 1 for taken in results]
+
     async def release(self, slot: Slot) -> None:
-        """Give a slot back (idempotent)."""
+        """Give a slot back (idempotent). Disconnects arriving together share one round trip."""
         self.slots.discard(slot)
         self._batches = None
         if self._released_in_round is not None:
             self._released_in_round.append(slot)
-        async with self._redis_calls:
-            await get_redis().zrem(slot.key, slot.connection_id)
+        await self._releases(slot)
+
+    async def _release_many(self, slots: Sequence[Slot]) -> list[None]:
+        async with self._redis_calls, get_redis().pipeline(transaction=False) as pipe:
+            for slot in slots:
+                pipe.zrem(slot.key, slot.connection_id)
+            await pipe.execute()
+        return [None] * len(slots)
 
     def refresh_batches(self) -> list[tuple[list[str], list[str]]]:
         """The refresh's arguments: per ``REFRESH_BATCH`` slots, their keys and members (cached until a change)."""

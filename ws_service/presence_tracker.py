@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 from shared import presence
 from shared.presence import Change, PresenceEntry
 from shared.topics import topic_group
+from ws_service.coalesce import Coalescer
 from ws_service.loop_local import LoopLocal
 from ws_service.presence_frames import diff_frames, presence_page
 from ws_service.protocol import encode
@@ -113,44 +114,21 @@ class PresenceTracker:
         self._task: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
-        self._joining: list[tuple[PresenceEntry, asyncio.Future[Change]]] = []
-        self._joiner: asyncio.Task[None] | None = None
+        # Joins and leaves that arrive together (a subscribe storm, a drain) share one pipelined round trip.
+        self._joins = Coalescer(presence.join_many_counted, "presence-joins")
+        self._leaves = Coalescer(presence.leave_many_counted, "presence-leaves")
 
     async def join(self, entry: PresenceEntry) -> None:
         """Add an entry. Joins that arrive together (a subscribe storm) share one pipelined round trip."""
         self.entries.add(entry)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="presence-tracker")
-        future: asyncio.Future[Change] = asyncio.get_running_loop().create_future()
-        self._joining.append((entry, future))
-        if self._joiner is None or self._joiner.done():
-            self._joiner = asyncio.create_task(self._join_loop(), name="presence-joins")
-        self.record(await future)
-
-    async def _join_loop(self) -> None:
-        """Send the queued joins, all of them in one pipeline per round, until none are left."""
-        while self._joining:
-            batch, self._joining = self._joining, []
-            waiting = [(entry, future) for entry, future in batch if not future.done()]
-            try:
-                changes = await presence.join_many_counted([entry for entry, _ in waiting])
-            except asyncio.CancelledError:
-                for _, future in waiting:
-                    future.cancel()
-                raise
-            except Exception as exc:  # each waiting join fails as its own call would have
-                for _, future in waiting:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, future), change in zip(waiting, changes, strict=True):
-                if not future.done():
-                    future.set_result(change)
+        self.record(await self._joins(entry))
 
     async def leave(self, entry: PresenceEntry) -> None:
-        """Remove an entry; while the process drains, its diff goes out before this returns."""
+        """Remove an entry (leaves arriving together share a round trip); while draining, the diff goes out now."""
         self.entries.discard(entry)
-        self.record(await presence.leave_counted(entry))
+        self.record(await self._leaves(entry))
         if registry.draining:  # the process exits once its connections are cleaned up: nothing may wait
             await self.flush(now=True)
 

@@ -300,3 +300,56 @@ async def test_concurrent_joins_share_one_round_trip_and_each_user_joins_once(
         tracker._flusher.cancel()
     if tracker._task is not None:
         tracker._task.cancel()
+
+
+async def test_concurrent_leaves_share_one_round_trip_and_each_user_leaves_once(
+    counted_redis: type[CountingConnection],
+) -> None:
+    """A drain's or a disconnect storm's presence leaves go out in one pipeline, not one script call each."""
+    recorded: list[Change] = []
+
+    class RecordingTracker(PresenceTracker):
+        def record(self, change: Change) -> None:
+            recorded.append(change)
+            super().record(change)
+
+    tracker = RecordingTracker()
+    entries = [PresenceEntry("room.leavestorm", f"lconn{i}", 971_000 + i, f"l{i}") for i in range(40)]
+    entries += [PresenceEntry("room.leavestorm", f"lconn-again{i}", 971_000 + i, f"l{i}") for i in range(5)]
+    await presence.join_many_counted(entries)
+    assert len(await presence.users("room.leavestorm")) == 40
+
+    async def storm() -> None:
+        await asyncio.gather(*(tracker.leave(entry) for entry in entries))
+
+    assert await _round_trips(counted_redis, storm) == 1
+    assert len(recorded) == 45
+    assert sorted(user["id"] for change in recorded for user in change.left) == [971_000 + i for i in range(40)]
+    assert min(change.size for change in recorded) == 0
+    assert await presence.users("room.leavestorm") == []
+    if tracker._flusher is not None:
+        tracker._flusher.cancel()
+
+
+async def test_a_connect_and_disconnect_burst_shares_round_trips_and_still_takes_exactly_the_limit(
+    counted_redis: type[CountingConnection],
+) -> None:
+    """300 connects of one user (limit 20) at once: one pipeline of atomic scripts, not 300 round trips."""
+    tracker = SlotTracker()
+    slots = [Slot(972_000, f"burst{i}") for i in range(300)]
+    taken: list[bool] = []
+
+    async def connects() -> None:
+        taken.extend(await asyncio.gather(*(tracker.acquire(slot, 20) for slot in slots)))
+
+    async def disconnects() -> None:
+        await asyncio.gather(*(tracker.release(slot) for slot, ok in zip(slots, taken, strict=True) if ok))
+
+    await get_redis().ping()
+    assert await _round_trips(counted_redis, connects) == 1
+    assert taken.count(True) == 20
+    assert await open_connections(972_000) == 20
+    assert await _round_trips(counted_redis, disconnects) == 1
+    assert await open_connections(972_000) == 0
+    if tracker._task is not None:
+        tracker._task.cancel()
