@@ -10,18 +10,17 @@ addresses over 127.0.0.2.. (one port range per address) towards 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-import uvloop
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 from websockets.typing import Origin
 
+from bench.command_loop import CommandLoop, run
 from bench.storm_client import StormReader
 
 ORIGIN = Origin("http://127.0.0.1")
@@ -40,7 +39,7 @@ class WorkerSpec:
 
 
 @dataclass(slots=True)
-class Worker:
+class Worker(CommandLoop):
     spec: WorkerSpec
     pipe: Connection
     sockets: list[ClientConnection] = field(default_factory=list)
@@ -206,19 +205,7 @@ class Worker:
         closed, self.sockets = len(self.sockets), []
         return {"closed": closed}
 
-    async def serve(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            command: tuple[Any, ...] = await loop.run_in_executor(None, self.pipe.recv)
-            name, arguments = command[0], command[1:]
-            if name == "exit":
-                await self.close()
-                return
-            handler = getattr(self, name)
-            self.pipe.send(await handler(*arguments))
-
 
 def worker_main(spec: WorkerSpec, pipe: Connection) -> None:
     """Entry point of a client process."""
-    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C reaches the whole terminal group
-        uvloop.run(Worker(spec, pipe).serve())
+    run(Worker(spec, pipe))

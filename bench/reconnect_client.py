@@ -19,17 +19,15 @@ tag; the repetition's figures), ``close``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-import uvloop
-
 from bench.clients import ORIGIN, WorkerSpec
+from bench.command_loop import CommandLoop, run, wait_until
 from wsclient import Event, WsClient
 
 POLL_SECONDS = 0.1
@@ -79,7 +77,7 @@ class Tracked:
 
 
 @dataclass(slots=True)
-class ReconnectWorker:
+class ReconnectWorker(CommandLoop):
     spec: WorkerSpec
     pipe: Connection
     clients: list[Tracked] = field(default_factory=list)
@@ -126,13 +124,8 @@ class ReconnectWorker:
             tracked.arm(prefix)
         return {"armed": len(self.clients)}
 
-    async def _until(self, done: Any, timeout: float) -> bool:  # noqa: ASYNC109
-        deadline = time.monotonic() + timeout
-        while not done():
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(POLL_SECONDS)
-        return True
+    async def _until(self, done: Callable[[], bool], timeout: float) -> bool:  # noqa: ASYNC109
+        return await wait_until(done, timeout, POLL_SECONDS)
 
     async def wait_back(self, missed: list[str], timeout: float) -> dict[str, Any]:  # noqa: ASYNC109
         """Until every client is back (resubscribed, holding ``missed``) or ``timeout``; how many are."""
@@ -191,19 +184,7 @@ class ReconnectWorker:
         closed, self.clients = len(self.clients), []
         return {"closed": closed}
 
-    async def serve(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            command: tuple[Any, ...] = await loop.run_in_executor(None, self.pipe.recv)
-            name, arguments = command[0], command[1:]
-            if name == "exit":
-                await self.close()
-                return
-            handler = getattr(self, name)
-            self.pipe.send(await handler(*arguments))
-
 
 def worker_main(spec: WorkerSpec, pipe: Connection) -> None:
     """Entry point of a reconnect-storm client process."""
-    with contextlib.suppress(KeyboardInterrupt):
-        uvloop.run(ReconnectWorker(spec, pipe).serve())
+    run(ReconnectWorker(spec, pipe))

@@ -13,11 +13,14 @@ import asyncio
 import re
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
+
+from bench.command_loop import wait_until
 
 FRAME_TYPE = re.compile(r'"type"\s*:\s*"([A-Za-z0-9_.]+)"')
 POLL_SECONDS = 0.05
@@ -97,13 +100,8 @@ class StormReader:
             "failures": len(self.sockets) - ok,
         }
 
-    async def _until(self, done: Any, timeout: float) -> bool:  # noqa: ASYNC109
-        deadline = time.monotonic() + timeout
-        while not done():
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(POLL_SECONDS)
-        return True
+    async def _until(self, done: Callable[[], bool], timeout: float) -> bool:  # noqa: ASYNC109
+        return await wait_until(done, timeout, POLL_SECONDS)
 
     async def settle(self, tag: str, quiet: float, timeout: float) -> dict[str, Any]:  # noqa: ASYNC109
         """Wait for ``tag`` on every subscribed socket, then for ``quiet`` s without a storm frame."""
