@@ -269,18 +269,24 @@ async def test_while_draining_a_leave_is_announced_before_it_returns(
     await layer.group_discard(topic_group("room.drain-diff"), channel)
 
 
+class RecordingTracker(PresenceTracker):
+    """A tracker that keeps every change it records."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.recorded: list[Change] = []
+
+    def record(self, change: Change) -> None:
+        self.recorded.append(change)
+        super().record(change)
+
+
 async def test_concurrent_joins_share_one_round_trip_and_each_user_joins_once(
     counted_redis: type[CountingConnection],
 ) -> None:
     """A subscribe storm's presence joins go out in one pipeline, not one script call per connection."""
-    recorded: list[Change] = []
-
-    class RecordingTracker(PresenceTracker):
-        def record(self, change: Change) -> None:
-            recorded.append(change)
-            super().record(change)
-
     tracker = RecordingTracker()
+    recorded = tracker.recorded
     # 40 users, the first five with a second connection: 45 entries, 40 users present.
     entries = [PresenceEntry("room.joinstorm", f"jconn{i}", 970_000 + i, f"j{i}") for i in range(40)]
     entries += [PresenceEntry("room.joinstorm", f"jconn-again{i}", 970_000 + i, f"j{i}") for i in range(5)]
@@ -306,14 +312,8 @@ async def test_concurrent_leaves_share_one_round_trip_and_each_user_leaves_once(
     counted_redis: type[CountingConnection],
 ) -> None:
     """A drain's or a disconnect storm's presence leaves go out in one pipeline, not one script call each."""
-    recorded: list[Change] = []
-
-    class RecordingTracker(PresenceTracker):
-        def record(self, change: Change) -> None:
-            recorded.append(change)
-            super().record(change)
-
     tracker = RecordingTracker()
+    recorded = tracker.recorded
     entries = [PresenceEntry("room.leavestorm", f"lconn{i}", 971_000 + i, f"l{i}") for i in range(40)]
     entries += [PresenceEntry("room.leavestorm", f"lconn-again{i}", 971_000 + i, f"l{i}") for i in range(5)]
     await presence.join_many_counted(entries)
