@@ -34,6 +34,16 @@ POLL_SECONDS = 0.1
 CLOSE_CONCURRENCY = 500
 
 
+def failure_kind(event: Event) -> str:
+    """Why an attempt failed or a connection dropped: ``close <code>``, ``HTTP <status>`` or the error's class."""
+    code, reason = event.get("code"), str(event.get("reason") or "")
+    if isinstance(code, int):
+        return f"close {code}"
+    if reason.startswith("HTTP "):
+        return reason.split(" at ")[0]
+    return reason.split(":")[0] or "unknown"
+
+
 @dataclass(slots=True)
 class Tracked:
     """One client and what it went through in the current repetition."""
@@ -46,6 +56,11 @@ class Tracked:
     first_receipt: dict[str, float] = field(default_factory=dict)
     attempts_before: int = 0  # client.stats.disconnects at arm time
     resent_before: int = 0  # client.duplicates_dropped at arm time
+    #: (when, why) of every failed attempt or drop in the repetition: the close code or the error's class.
+    failures: list[tuple[float, str]] = field(default_factory=list)
+    #: (when, delay) of every backoff sleep the client started in the repetition.
+    sleeps: list[tuple[float, float]] = field(default_factory=list)
+    welcomed: float | None = None  # the first welcome after the drop
 
     def arm(self, prefix: str) -> None:
         self.prefix = prefix
@@ -54,10 +69,24 @@ class Tracked:
         self.first_receipt = {}
         self.attempts_before = self.client.stats.disconnects
         self.resent_before = self.client.duplicates_dropped
+        self.failures = []
+        self.sleeps = []
+        self.welcomed = None
 
     def on_disconnected(self, event: Event) -> None:
+        now = time.monotonic()
         if self.disconnected is None:
-            self.disconnected = time.monotonic()
+            self.disconnected = now
+        if self.prefix:
+            self.failures.append((now, failure_kind(event)))
+
+    def on_reconnecting(self, event: Event) -> None:
+        if self.prefix:
+            self.sleeps.append((time.monotonic(), float(event.get("delay", 0.0))))
+
+    def on_welcome(self, event: Event) -> None:
+        if self.disconnected is not None and self.welcomed is None:
+            self.welcomed = time.monotonic()
 
     def on_subscribed(self, event: Event) -> None:
         if self.disconnected is not None and self.resubscribed is None:
@@ -96,6 +125,8 @@ class ReconnectWorker(CommandLoop):
         client.on("disconnected", tracked.on_disconnected)
         client.on("subscribed", tracked.on_subscribed)
         client.on("message", tracked.on_message)
+        client.on("reconnecting", tracked.on_reconnecting)
+        client.on("welcome", tracked.on_welcome)
         return tracked
 
     async def start(self, topic: str, timeout: float) -> dict[str, Any]:  # noqa: ASYNC109
@@ -168,6 +199,10 @@ class ReconnectWorker(CommandLoop):
             "resent": sum(t.client.duplicates_dropped - t.resent_before for t in self.clients),
             "attempts": sum(t.client.stats.disconnects - t.attempts_before for t in self.clients),
             "disconnected": sum(t.disconnected is not None for t in self.clients),
+            "failure_log": [entry for t in self.clients for entry in t.failures],
+            "sleep_log": [entry for t in self.clients for entry in t.sleeps],
+            "welcome_times": [t.welcomed for t in self.clients if t.welcomed is not None],
+            "resubscribe_times": [t.resubscribed for t in self.clients if t.resubscribed is not None],
         }
 
     async def ping(self) -> dict[str, Any]:

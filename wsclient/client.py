@@ -1,7 +1,8 @@
 """An asyncio client for the /ws/ protocol (docs/protocol.md).
 
 It keeps one WebSocket open and, when it drops, reconnects with capped
-exponential backoff and full jitter; after each ``welcome`` it subscribes
+exponential backoff and full jitter (kept small while a server that closed
+with 1012 restarts: see :mod:`wsclient.backoff`); after each ``welcome`` it subscribes
 again to every topic with ``since`` = the newest id it has seen, so the
 server replays exactly what was missed, and it drops any message it has
 already seen (same topic, id not above the last one). When a replay stops
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import itertools
 import json
@@ -60,6 +62,21 @@ TicketProvider = Callable[[], Awaitable[str]]
 
 #: Requests one presence() call may make to page through a large topic.
 MAX_PRESENCE_PAGES = 1000
+
+#: Close code of a server that is restarting (its drain on SIGTERM, docs/protocol.md).
+CLOSE_SERVICE_RESTART = 1012
+
+
+def refused(error: BaseException) -> bool:
+    """Whether a connection attempt failed because nothing listens there (every address refused)."""
+    if isinstance(error, ConnectionRefusedError):
+        return True
+    # asyncio joins the errors of several addresses (``localhost``: ::1 and 127.0.0.1) into one OSError.
+    if type(error) is not OSError or not str(error).startswith("Multiple exceptions: "):
+        return False
+    parts = str(error).removeprefix("Multiple exceptions: ").split(", [Errno ")
+    return all(f"{errno.ECONNREFUSED}] Connect call failed" in part for part in parts)
+
 
 #: Frames that answer a request of the client (the others are pushed).
 REPLY_TYPES = frozenset({"subscribed", "unsubscribed", "ack", "presence", "whoami", "pong", "error"})
@@ -430,6 +447,7 @@ class WsClient:
         reason = ""
         try:
             while not self._closing:
+                away = False  # the attempt only found that nothing answers yet (see wsclient.backoff)
                 try:
                     code, reason = await self._connection()
                 except NotLoggedInError as exc:
@@ -441,6 +459,7 @@ class WsClient:
                         code = CLOSE_UNAUTHENTICATED if status == 401 else CLOSE_FORBIDDEN
                 except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ValueError) as exc:
                     code, reason = None, f"{type(exc).__name__}: {exc}"
+                    away = refused(exc)
                 except Exception as exc:  # a failing ticket provider must not kill the loop
                     logger.warning("connection attempt failed: %r", exc)
                     code, reason = None, f"{type(exc).__name__}: {exc}"
@@ -454,7 +473,10 @@ class WsClient:
                 self._hub.emit({"type": "disconnected", "code": code, "reason": reason})
                 if not self.reconnect:
                     break
-                delay = self.backoff.next_delay()
+                if code == CLOSE_SERVICE_RESTART:
+                    self.backoff.restarting()
+                    away = True
+                delay = self.backoff.next_delay(server_away=away)
                 self._hub.emit({"type": "reconnecting", "attempt": self.backoff.attempt, "delay": delay})
                 logger.info("reconnecting in %.2fs (attempt %d): %s %s", delay, self.backoff.attempt, code, reason)
                 with contextlib.suppress(TimeoutError):

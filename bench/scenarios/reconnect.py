@@ -36,11 +36,14 @@ attempts per client; failures = clients not started or not back in time.
 from __future__ import annotations
 
 import math
+import statistics
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from bench import reconnect_client
 from bench.configs import Config
@@ -51,7 +54,37 @@ from bench.publishers import ProductLayerPublisher, Publisher, WsPublisher
 from bench.scenarios.common import pool, settle, total
 
 FINAL_TIMEOUT = 30.0
+SLEEP_SHOWN = 2.0  # the timeline counts backoff sleeps longer than this apart
 START_TIMEOUT = 120.0
+
+
+def timeline(finished: list[dict[str, Any]], times: dict[str, float]) -> list[str]:
+    """Where the storm's time went, per second after T0: failed attempts by kind, backoff sleeps, welcomes."""
+    t0 = times["t0"]
+    failures: Counter[str] = Counter(kind for reply in finished for _, kind in reply["failure_log"])
+    lines = [
+        f"T0 → old exit {times['exit_s']:.2f}s, → new /healthz {times['restart_s']:.2f}s; "
+        f"failures by kind: {dict(failures.most_common())}"
+    ]
+    sleeps = sorted(delay for reply in finished for _, delay in reply["sleep_log"])
+    if sleeps:
+        lines.append(
+            f"backoff sleeps: {len(sleeps)}, median {statistics.median(sleeps):.2f}s, "
+            f"max {sleeps[-1]:.2f}s, total {sum(sleeps):.0f}s"
+        )
+    buckets: dict[int, Counter[str]] = {}
+    for reply in finished:
+        for when, kind in reply["failure_log"]:
+            buckets.setdefault(int(when - t0), Counter())[kind] += 1
+        for when, delay in reply["sleep_log"]:
+            buckets.setdefault(int(when - t0), Counter())["sleeps"] += 1
+            buckets[int(when - t0)][f"sleep>{SLEEP_SHOWN}s"] += delay > SLEEP_SHOWN
+        for when in reply["welcome_times"]:
+            buckets.setdefault(int(when - t0), Counter())["welcome"] += 1
+        for when in reply["resubscribe_times"]:
+            buckets.setdefault(int(when - t0), Counter())["resubscribed"] += 1
+    lines += [f"  {second:>3}s: {dict(sorted(counts.items()))}" for second, counts in sorted(buckets.items())]
+    return lines
 
 
 def back_within(back: list[float], clients: int, share: float) -> float:
@@ -166,6 +199,10 @@ def _one_storm(
     publishing.final(successor, final)
     finished = clients.request(FINAL_TIMEOUT + 60, "finish", away, final, FINAL_TIMEOUT)
     back = [t - times["t0"] for reply in finished for t in reply["back_times"]]
+    log = ctx.log_dir / f"reconnect-timeline-{server.name}-{server.port}.txt"
+    with log.open("a") as out:
+        out.write("\n".join(timeline(finished, times)) + "\n\n")
+    progress(f"  reconnect timeline in {log}")
     return successor, {
         "reconnect_50_s": back_within(back, n, 0.5),
         "reconnect_99_s": back_within(back, n, 0.99),

@@ -13,6 +13,7 @@ times themselves are not judged here.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -68,3 +69,16 @@ def test_reconnect_storm_measures_raw_and_product_with_nothing_lost(tmp_path: Pa
         assert ratio is not None
         assert ratio > 0
     assert SMOKE.reconnect == document["meta"]["sizes"]["reconnect"]
+    # Where the time went: each restart's timeline (failed attempts by kind, sleeps, welcomes) in the log dir.
+    logs = re.search(r"logs in (\S+)", result.stderr)
+    assert logs is not None, result.stderr[-2000:]
+    for name in CONFIGS:
+        timelines = list(Path(logs.group(1)).glob(f"reconnect-timeline-{name}-*.txt"))
+        assert len(timelines) == 1, (name, timelines)
+        text = timelines[0].read_text()
+        restarts = re.search(r"'close 1012': (\d+)", text)  # every client was told: service restart
+        assert restarts is not None, text[:2000]
+        assert int(restarts.group(1)) >= SMOKE.reconnect, text[:2000]
+        assert "backoff sleeps:" in text, text[:2000]
+        assert "'welcome': " in text, text[:2000]
+        assert "'resubscribed': " in text, text[:2000]

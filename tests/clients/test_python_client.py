@@ -21,6 +21,7 @@ from asgiref.sync import sync_to_async
 from tests.support.servers import DaphneServer
 from tests.support.users import PASSWORD, make_user, session_key_for
 from wsclient import Backoff, EventStream, ServerError, TerminalError, WebLogin, WsClient, ceiling, full_jitter
+from wsclient.client import refused
 from wsclient.events import Event
 from wsclient.tracking import MessageTracker
 
@@ -113,6 +114,68 @@ def test_backoff_is_reproducible_with_a_seed_and_resets() -> None:
     first.reset()
     assert first.attempt == 0
     assert first.next_delay() <= 1
+
+
+class _Clock:
+    """A clock the test moves by hand (the backoff's restart window is a span of time)."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_after_a_restart_refused_attempts_stay_under_the_restart_cap() -> None:
+    clock = _Clock()
+    backoff = Backoff(base=0.5, cap=30, restart_cap=2, restart_window=30, rng=random.Random(3), clock=clock)
+    backoff.restarting()
+    delays = [backoff.next_delay(server_away=True) for _ in range(200)]
+    assert backoff.attempt == 200  # counted as attempts all the same
+    assert all(0 <= delay <= 2 for delay in delays)
+    assert max(delays) > 1.8  # full jitter over [0, restart_cap]: the whole range, not a fixed delay
+    assert all(delay <= 0.5 * 2**n for n, delay in enumerate(delays[:3]))  # the usual ceiling while it is lower
+    # A failure that is not "nothing listens" (a timeout, 1013, 4029: the server is there but busy) grows as usual.
+    assert max(backoff.next_delay() for _ in range(50)) > 20
+
+
+def test_the_restart_window_ends_and_a_welcome_closes_it() -> None:
+    clock = _Clock()
+    backoff = Backoff(base=0.5, cap=30, restart_cap=2, restart_window=30, rng=random.Random(5), clock=clock)
+    for _ in range(10):
+        backoff.next_delay()
+    # Refused without a 1012 before it (a server that is simply down): the usual growth.
+    assert max(backoff.next_delay(server_away=True) for _ in range(50)) > 20
+    backoff.restarting()
+    clock.now += 29.9
+    assert backoff.in_restart_window()
+    assert max(backoff.next_delay(server_away=True) for _ in range(50)) <= 2
+    clock.now += 0.2  # the window is over: a server away that long backs off as usual
+    assert not backoff.in_restart_window()
+    assert max(backoff.next_delay(server_away=True) for _ in range(50)) > 20
+    backoff.restarting()
+    backoff.reset()  # a welcome: the restart is over
+    assert not backoff.in_restart_window()
+    with pytest.raises(ValueError, match="restart_cap"):
+        Backoff(restart_cap=-1)
+
+
+async def test_refused_is_nothing_listening_only() -> None:
+    from tests.support.servers import free_port
+
+    port = free_port()
+    with pytest.raises(OSError, match="Connect call failed") as nobody:
+        await asyncio.open_connection("127.0.0.1", port)
+    assert refused(nobody.value)
+    # asyncio's joined error when every address of a name (::1 and 127.0.0.1) refused, or not all of them.
+    both = (
+        f"[Errno 111] Connect call failed ('::1', {port}, 0, 0), [Errno 111] Connect call failed ('127.0.0.1', {port})"
+    )
+    assert refused(OSError(f"Multiple exceptions: {both}"))
+    unreachable = "[Errno 101] Network is unreachable, [Errno 111] Connect call failed ('127.0.0.1', 1)"
+    assert not refused(OSError(f"Multiple exceptions: {unreachable}"))
+    assert not refused(TimeoutError("timed out during opening handshake"))
+    assert not refused(ConnectionResetError("reset"))
 
 
 def test_tracker_drops_what_it_has_seen_and_follows_subscribed() -> None:
@@ -295,6 +358,42 @@ async def test_reconnects_after_a_ws_restart_and_recovers_missed_messages_once(
         assert [m["id"] for m in await _messages(events, 1)] == [6]
     finally:
         await listener.close()
+        events.close()
+        await _ensure_running(ws_server)
+
+
+@db
+async def test_a_service_restart_is_retried_under_the_restart_cap_and_rejoined_at_once(
+    ws_server: DaphneServer,
+) -> None:
+    """SIGTERM (drain, 1012), down for a while, back: the refused attempts never grow past ``restart_cap``.
+
+    With the usual growth (base 0.05 s) the ceiling passes 1.6 s within the
+    outage, so the first attempt after the restart could come seconds later.
+    """
+    _, key = await _session_key("py_restart_cap")
+    backoff = Backoff(base=0.05, cap=30, restart_cap=0.2, restart_window=30)
+    client = _client(ws_server, session_cookie=key, backoff=backoff)
+    events = client.events()
+    seen: list[Event] = []
+    client.on("*", seen.append)
+    try:
+        await client.start()
+        await asyncio.to_thread(ws_server.stop)
+        assert (await _next(events, "disconnected"))["code"] == 1012
+        await asyncio.sleep(2.5)  # down: attempts are refused
+        await asyncio.to_thread(ws_server.start)  # returns once /healthz answers
+        listening = asyncio.get_running_loop().time()
+        await _next(events, "welcome", wait=5)
+        assert asyncio.get_running_loop().time() - listening < 1.0  # one restart_cap, plus slack
+        retries = [event for event in seen if event["type"] == "reconnecting"]
+        assert len(retries) >= 10  # well past the attempt whose usual ceiling is 1.6 s
+        assert all(0 <= event["delay"] <= 0.2 for event in retries)
+        failures = [event for event in seen if event["type"] == "disconnected"]
+        assert failures[0]["code"] == 1012
+        assert all("ConnectionRefusedError" in event["reason"] for event in failures[1:])
+    finally:
+        await client.close()
         events.close()
         await _ensure_running(ws_server)
 

@@ -34,6 +34,35 @@ def test_imports_in_a_fresh_interpreter() -> None:
     assert result.stdout.strip() == "ProtocolTypeRouter"
 
 
+def test_the_uvicorn_worker_does_not_import_daphne_or_twisted() -> None:
+    """A restarting Uvicorn process listens sooner without Daphne, Twisted and autobahn (a third of its imports).
+
+    Daphne's server module installs Twisted's reactor when imported, and it was
+    imported through ``INSTALLED_APPS`` (the ``daphne`` app only adds its
+    ``runserver``). The Daphne launchers import it themselves, first.
+    """
+    env = {
+        "PATH": os.environ["PATH"],
+        "DJANGO_SETTINGS_MODULE": "shared.settings",
+        "DJANGO_SECRET_KEY": "import-order-test",
+    }
+    code = (
+        "import sys; from ws_service.launcher import uvicorn_backend; import ws_service.asgi; "
+        "print(sorted(m for m in ('daphne', 'twisted', 'autobahn') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=ASGI_FILE.parents[1],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 def _imported_modules(node: ast.stmt) -> set[str]:
     if isinstance(node, ast.Import):
         return {alias.name for alias in node.names}
