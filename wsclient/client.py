@@ -65,6 +65,9 @@ MAX_PRESENCE_PAGES = 1000
 
 #: Close code of a server that is restarting (its drain on SIGTERM, docs/protocol.md).
 CLOSE_SERVICE_RESTART = 1012
+#: Handshake statuses by which a proxy says that no ws process answers it (502, 503, 504): behind
+#: the compose proxy a restarting ws service looks like this instead of a refused connection.
+PROXY_UPSTREAM_AWAY = frozenset({502, 503, 504})
 
 
 def refused(error: BaseException) -> bool:
@@ -457,6 +460,7 @@ class WsClient:
                     code, reason = None, f"HTTP {status} at the handshake"
                     if status in (401, 403):
                         code = CLOSE_UNAUTHENTICATED if status == 401 else CLOSE_FORBIDDEN
+                    away = status in PROXY_UPSTREAM_AWAY
                 except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ValueError) as exc:
                     code, reason = None, f"{type(exc).__name__}: {exc}"
                     away = refused(exc)

@@ -7,6 +7,7 @@ Only the backoff and the id tracker, which are pure, are tested on their own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -20,7 +21,17 @@ from asgiref.sync import sync_to_async
 
 from tests.support.servers import DaphneServer
 from tests.support.users import PASSWORD, make_user, session_key_for
-from wsclient import Backoff, EventStream, ServerError, TerminalError, WebLogin, WsClient, ceiling, full_jitter
+from wsclient import (
+    Backoff,
+    ClientClosedError,
+    EventStream,
+    ServerError,
+    TerminalError,
+    WebLogin,
+    WsClient,
+    ceiling,
+    full_jitter,
+)
 from wsclient.client import refused
 from wsclient.events import Event
 from wsclient.tracking import MessageTracker
@@ -396,6 +407,59 @@ async def test_a_service_restart_is_retried_under_the_restart_cap_and_rejoined_a
         await client.close()
         events.close()
         await _ensure_running(ws_server)
+
+
+async def _retries_against(status: int, attempts: int = 8) -> list[Event]:
+    """The ``reconnecting`` events of a client in a restart window whose handshakes all get ``status``.
+
+    The server is a real loopback HTTP server answering every request the way
+    nginx answers when no upstream ws process is there (502 Bad Gateway).
+    """
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(f"HTTP/1.1 {status} Upstream Away\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    backoff = Backoff(base=0.05, cap=30, restart_cap=0.2, restart_window=30, rng=random.Random(1))
+    backoff.restarting()  # as after a close with 1012
+    client = WsClient(f"ws://127.0.0.1:{port}/ws/", backoff=backoff, connect_timeout=30.0)
+    retries: list[Event] = []
+    enough = asyncio.Event()
+
+    def on_event(event: Event) -> None:
+        if event["type"] == "reconnecting":
+            retries.append(event)
+            if len(retries) >= attempts:
+                enough.set()
+
+    client.on("*", on_event)
+    starting = asyncio.create_task(client.start())
+    try:
+        async with asyncio.timeout(30):
+            await enough.wait()
+    finally:
+        await client.close()
+        with contextlib.suppress(TimeoutError, ClientClosedError, asyncio.CancelledError):
+            await starting
+        server.close()
+        await server.wait_closed()
+    return retries
+
+
+async def test_a_proxys_502_503_or_504_within_a_restart_window_counts_as_the_server_being_away() -> None:
+    """Behind the compose proxy a restarting ws service answers 502, not a refused connection."""
+    for status in (502, 503, 504):
+        retries = await _retries_against(status)
+        assert all(event["delay"] <= 0.2 for event in retries), (status, [event["delay"] for event in retries])
+
+
+async def test_other_handshake_statuses_grow_the_delay_as_usual() -> None:
+    retries = await _retries_against(500)
+    assert max(event["delay"] for event in retries) > 0.2  # base 0.05 s doubled 7 times, full jitter
 
 
 # -- stopping for good -------------------------------------------------------------

@@ -14,6 +14,13 @@
  * - Reconnects after any close except 4401/4403, waiting
  *   `random() * min(capMs, baseMs * 2 ** attempt)` ms ("full jitter"), where
  *   `attempt` counts the reconnects since the last `welcome` (0 for the first).
+ *   After a close with 1012 (service restart), for `restartWindowMs` (30 s),
+ *   an attempt that fails before its socket opened (nothing listens yet, or a
+ *   proxy answered 502/503/504: a browser reports both as 1006 without `open`)
+ *   waits under `restartCapMs` (2 s, still full jitter) instead of the
+ *   growing ceiling, so clients are back within about 2 s of the new process
+ *   listening; any other failure (a timeout, 1013, 4013, 4029: a server that
+ *   is there but busy) grows the ceiling as usual. A `welcome` ends the window.
  *   A close with 4401 (not authenticated, session revoked) or 4403 (forbidden)
  *   is terminal: the client emits `stopped` and does not retry until
  *   `connect()` is called again.
@@ -55,7 +62,8 @@
  */
 
 export const TERMINAL_CLOSE_CODES = Object.freeze([4401, 4403]);
-export const DEFAULT_BACKOFF = Object.freeze({ baseMs: 500, capMs: 30000 });
+export const DEFAULT_BACKOFF = Object.freeze({ baseMs: 500, capMs: 30000, restartCapMs: 2000, restartWindowMs: 30000 });
+export const CLOSE_SERVICE_RESTART = 1012;
 
 const EVENT_FRAME_TYPES = new Set([
   "welcome",
@@ -113,6 +121,17 @@ export function backoffDelay(attempt, backoff = DEFAULT_BACKOFF, random = Math.r
   return r * ceiling;
 }
 
+/**
+ * The backoff for the next retry: `backoff` itself, or, when the server is
+ * away (the socket never opened) within the restart window of a 1012, the
+ * same with its ceiling lowered to `restartCapMs` (never below `baseMs`).
+ */
+export function retryBackoff(backoff, { serverAway, restarting }) {
+  const { baseMs, capMs, restartCapMs = DEFAULT_BACKOFF.restartCapMs } = backoff;
+  if (!(serverAway && restarting)) return { baseMs, capMs };
+  return { baseMs, capMs: Math.max(baseMs, Math.min(capMs, restartCapMs)) };
+}
+
 /** Resolves a relative or http(s) URL to ws(s), against the page's location when there is one. */
 export function toWebSocketUrl(url) {
   const base = globalThis.location?.href;
@@ -156,6 +175,9 @@ export class WsClient {
   #generation = 0;
   #attempt = 0;
   #welcomed = false;
+  #opened = false;
+  /** `performance.now()` until which a 1012's restart window lasts (-Infinity: none). */
+  #restartUntil = -Infinity;
   #user = null;
   #reconnectTimer = null;
   #connectTimer = null;
@@ -176,7 +198,7 @@ export class WsClient {
    * @param {Function} [options.WebSocketImpl]  a WebSocket constructor (default: globalThis.WebSocket)
    * @param {string|string[]} [options.protocols]  subprotocols passed to the constructor
    * @param {() => Promise<string|null>} [options.ticketProvider]  a fresh one-time ticket per attempt, or null
-   * @param {{baseMs: number, capMs: number}} [options.backoff]
+   * @param {{baseMs: number, capMs: number, restartCapMs?: number, restartWindowMs?: number}} [options.backoff]
    * @param {() => number} [options.random]  source of jitter in [0, 1) (default Math.random)
    * @param {number} [options.requestTimeoutMs]  how long publish/presence/subscribe wait for their reply
    * @param {number} [options.connectTimeoutMs]  how long an attempt may take from socket creation to welcome
@@ -201,11 +223,15 @@ export class WsClient {
       throw new TypeError("ticketProvider must be an async function");
     }
     backoffDelay(0, backoff, () => 0); // validates the backoff settings
+    const { restartCapMs = DEFAULT_BACKOFF.restartCapMs, restartWindowMs = DEFAULT_BACKOFF.restartWindowMs } = backoff;
+    if (!(restartCapMs >= 0 && restartWindowMs >= 0)) {
+      throw new RangeError(`backoff needs restartCapMs >= 0 and restartWindowMs >= 0, got ${restartCapMs} and ${restartWindowMs}`);
+    }
     this.#url = toWebSocketUrl(url);
     this.#WebSocket = WebSocketImpl;
     this.#protocols = protocols;
     this.#ticketProvider = ticketProvider;
-    this.#backoff = { baseMs: backoff.baseMs, capMs: backoff.capMs };
+    this.#backoff = { baseMs: backoff.baseMs, capMs: backoff.capMs, restartCapMs, restartWindowMs };
     this.#random = random;
     this.#requestTimeoutMs = requestTimeoutMs;
     this.#connectTimeoutMs = connectTimeoutMs;
@@ -384,8 +410,11 @@ export class WsClient {
       this.#emitClientError("client_connect_timeout", `no welcome within ${this.#connectTimeoutMs} ms`);
       this.#abandon(socket, { code: 0, reason: "connect timeout", wasClean: false });
     }, this.#connectTimeoutMs);
+    this.#opened = false;
     socket.onopen = () => {
-      if (this.#socket === socket) this.#emit("open", {});
+      if (this.#socket !== socket) return;
+      this.#opened = true;
+      this.#emit("open", {});
     };
     socket.onmessage = (event) => {
       if (this.#socket === socket) this.#onFrame(event.data);
@@ -436,9 +465,13 @@ export class WsClient {
       this.#emit("stopped", { code: info.code, reason: info.reason, byClient: false });
       return;
     }
+    if (info.code === CLOSE_SERVICE_RESTART) this.#restartUntil = performance.now() + this.#backoff.restartWindowMs;
+    // Code 0 is this client's own connect timeout: the server is there but slow.
+    const serverAway = !this.#opened && info.code !== 0;
+    const restarting = performance.now() < this.#restartUntil;
     const attempt = this.#attempt;
     this.#attempt += 1;
-    const delayMs = backoffDelay(attempt, this.#backoff, this.#random);
+    const delayMs = backoffDelay(attempt, retryBackoff(this.#backoff, { serverAway, restarting }), this.#random);
     this.#state = "waiting";
     this.#reconnectTimer = setTimeout(() => {
       this.#reconnectTimer = null;
@@ -498,6 +531,7 @@ export class WsClient {
     this.#welcomed = true;
     this.#state = "open";
     this.#attempt = 0;
+    this.#restartUntil = -Infinity;
     this.#user = frame.user ?? null;
     for (const [topic, sub] of this.#topics) this.#sendSubscribe(topic, sub);
     this.#emit("welcome", frame);
