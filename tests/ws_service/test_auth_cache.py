@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from importlib import import_module
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -28,6 +29,7 @@ from django.utils import timezone
 from tests.support.communicators import receive_message, ws_communicator
 from tests.support.users import make_user, session_key_for
 from ws_service.auth_cache import get_auth_cache
+from ws_service.kernel import KernelConsumer
 from ws_service.layer_monitor import get_monitor
 from ws_service.node import Node, get_node
 from ws_service.protocol import CLOSE_UNAUTHENTICATED
@@ -108,7 +110,7 @@ async def test_a_sessions_second_connection_makes_no_query_and_the_first_does() 
 async def test_connections_of_one_session_share_one_user_instance() -> None:
     _, key = await _user_and_session("alice")
     one, two = await _welcomed(key), await _welcomed(key)
-    users = {id(connection.user) for connection in registry.connections}
+    users = {id(cast("KernelConsumer", connection).user) for connection in registry.connections}
     assert len(registry.connections) == 2
     assert len(users) == 1
     await _disconnect(one, two)
@@ -174,7 +176,7 @@ async def test_an_entry_is_not_used_after_ws_auth_cache_seconds() -> None:
 async def test_an_entry_is_not_used_past_the_sessions_expiry() -> None:
     """A change that sends no event (``QuerySet.update``) still cannot outlive the session's expiry."""
     _, key = await _user_and_session("alice")
-    await Session.objects.filter(session_key=key).aupdate(expire_date=timezone.now() + timezone.timedelta(seconds=1))
+    await Session.objects.filter(session_key=key).aupdate(expire_date=timezone.now() + timedelta(seconds=1))
     one = await _welcomed(key)
     await asyncio.sleep(1.1)
     assert await _refused_code(key) == CLOSE_UNAUTHENTICATED
