@@ -10,8 +10,17 @@ tickets of that session or user.
 
 These are model signals: ``QuerySet.update()`` (and raw SQL) sends none, so
 ``User.objects.filter(...).update(is_active=False)`` closes no socket. After
-such a bulk change call :func:`revoke_user` for each user it touched (new
-handshakes are refused either way: authentication re-checks the user).
+such a bulk change call :func:`revoke_user` for each user it touched: new
+handshakes re-check the user only once the ws service's cached entry for the
+session has aged out (``WS_AUTH_CACHE_SECONDS``, ``ws_service.auth_cache``).
+
+Each revocation first sets a *mark* in Redis (``<prefix>:revoked:<group>``,
+on the group's shard, for :data:`REVOKED_MARK_SECONDS`), then sends the
+event. A ws handshake checks the marks of its session and user groups after
+joining them (:func:`any_revoked`): a revocation either left its mark before
+that check, or its event reaches the connection, which is already a member.
+So neither a handshake racing a revocation nor a cached session ever outlives
+the revocation, even before the event has been delivered.
 """
 
 from __future__ import annotations
@@ -34,6 +43,38 @@ from shared.topics import session_group
 logger = logging.getLogger("shared.revocation")
 
 REVOKED_EVENT = "auth.revoked"
+# Longer than any cached session may serve handshakes (WS_AUTH_CACHE_SECONDS is at most 600).
+REVOKED_MARK_SECONDS = 610
+
+
+def revoked_mark(layer: Any, group: str) -> str:
+    """The Redis key marking ``group`` as revoked (on the group's shard of ``layer``)."""
+    return f"{layer.prefix}:revoked:{group}"
+
+
+def _marks_redis(layer: Any) -> bool:
+    """Whether ``layer`` is a Redis layer that can hold marks (a stock in-memory layer cannot)."""
+    return hasattr(layer, "connection") and hasattr(layer, "consistent_hash")
+
+
+async def _mark_and_send(layer: Any, group: str, reason: str) -> None:
+    if _marks_redis(layer):
+        connection = layer.connection(layer.consistent_hash(group))
+        await connection.set(revoked_mark(layer, group), "1", ex=REVOKED_MARK_SECONDS)
+    await layer.group_send(group, {"type": REVOKED_EVENT, "reason": reason})
+
+
+async def any_revoked(layer: Any, groups: list[str]) -> bool:
+    """Whether any of ``groups`` was revoked within :data:`REVOKED_MARK_SECONDS` (one query per shard)."""
+    if not _marks_redis(layer):
+        return False
+    by_shard: dict[int, list[str]] = {}
+    for group in groups:
+        by_shard.setdefault(layer.consistent_hash(group), []).append(revoked_mark(layer, group))
+    for index, keys in by_shard.items():
+        if await layer.connection(index).exists(*keys):
+            return True
+    return False
 
 
 def _revoke(group: str, reason: str) -> None:
@@ -41,7 +82,7 @@ def _revoke(group: str, reason: str) -> None:
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(group, {"type": REVOKED_EVENT, "reason": reason})
+        async_to_sync(_mark_and_send)(layer, group, reason)
     except Exception as exc:  # logout must succeed even when the channel layer is down
         logger.error("could not revoke WebSocket connections of %s: %s", group, exc)
 

@@ -156,6 +156,10 @@ WS_TICKET_TTL_SECONDS = env_int("WS_TICKET_TTL_SECONDS", 30, minimum=1, maximum=
 # sessions and tickets in parallel (ws_service/auth_db.py). The process's other ORM work uses one
 # more connection, readiness one more: a ws process holds at most this + 2 connections.
 WS_AUTH_DB_CONNECTIONS = env_int("WS_AUTH_DB_CONNECTIONS", 8, minimum=1, maximum=64)
+# Per ws process: how long a resolved session (session key -> user) may serve further handshakes of
+# the same session without a query (ws_service/auth_cache.py); 0 disables the cache. At most
+# shared.revocation.REVOKED_MARK_SECONDS, the lifetime of the revocation marks that keep it exact.
+WS_AUTH_CACHE_SECONDS = env_float("WS_AUTH_CACHE_SECONDS", 60.0, minimum=0.0, maximum=600.0)
 
 # ---------------------------------------------------------------------------
 # Login throttling (django-axes): the login page and the admin login

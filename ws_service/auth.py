@@ -21,29 +21,47 @@ Credentials that cannot be valid cost nothing: a session key that is not 32
 characters of ``[a-z0-9]`` (what Django's ``SessionBase`` generates) and a
 ticket that is not 43 characters of base64url are dropped before the thread
 hop, so junk handshakes make no query and never queue for a database thread.
+
+A session's later handshakes on the same process are served from the
+per-process cache (``ws_service.auth_cache``), without a thread hop. Every
+handshake authenticated by session carries a :class:`Lease`, which the
+consumer confirms with :func:`confirm_session` once it joined its groups:
+the revocation marks of its session and user are checked (one Redis query),
+and if one is set, or the cached entry was evicted meanwhile, the session is
+read again from the database. A revocation racing a handshake thus either
+refuses it (4401) or reaches it as an event, cached or not.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass
 from importlib import import_module
 from typing import Any, cast
 from urllib.parse import parse_qs
 
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth.models import AnonymousUser
+from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError
 from django.http.cookie import parse_cookie
+from django.utils import timezone
 from django.utils.crypto import constant_time_compare
+from redis.exceptions import RedisError
 
 from shared.current_user import UserLike, current_user
+from shared.groups import user_group
+from shared.revocation import any_revoked
 from shared.tickets import redeem_ticket, well_formed_ticket
 from shared.topics import session_group
+from ws_service import metrics
 from ws_service.asgi_types import ASGIApp, Receive, Scope, Send, header
+from ws_service.auth_cache import Entry, get_auth_cache
 from ws_service.auth_db import get_auth_database
 
 logger = logging.getLogger("ws.auth")
@@ -52,6 +70,8 @@ TICKET_PARAMETER = "ticket"
 # Keys made by django.contrib.sessions.backends.base.SessionBase._get_new_session_key
 # (every server-side engine): 32 characters of VALID_KEY_CHARS.
 SESSION_KEY_FORMAT = re.compile(r"[a-z0-9]{32}")
+# The scope key of a session handshake's :class:`Lease`, removed by :func:`confirm_session`.
+LEASE_KEY = "auth_lease"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +114,26 @@ def plausible(credentials: Credentials) -> Credentials:
 
 
 @dataclass(frozen=True, slots=True)
+class Lease:
+    """How a session handshake's user was found, to confirm once the connection holds its groups."""
+
+    session_key: str
+    #: The cache entry that served the handshake, or ``None`` after a database read.
+    entry: Entry | None = None
+    #: After a database read: the session's expiry (``None``: not cacheable) and when the read started.
+    expires_at: float | None = None
+    read_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Resolution:
     """The authenticated user and the session group that can revoke the connection."""
 
     user: UserLike
     session_group: str = ""
+    #: A database read of a session: its expiry, when the session engine tells (seconds since the epoch).
+    expires_at: float | None = None
+    lease: Lease | None = None
 
 
 _ANONYMOUS = Resolution(AnonymousUser())
@@ -110,7 +145,7 @@ def _from_ticket(ticket: str) -> Resolution:
         return _ANONYMOUS
     if redeemed.session_key:
         # The requesting session must still prove this user (logout, expiry, password change).
-        user = _session_user(_load_session(redeemed.session_key))
+        user = _session_user(_load_session(redeemed.session_key)[0])
         if user is None or user.pk != redeemed.user_id:
             return _ANONYMOUS
         return Resolution(user, redeemed.session_group)
@@ -150,17 +185,30 @@ def _session_user(data: dict[str, Any]) -> UserLike | None:
     return None
 
 
-def _load_session(session_key: str) -> dict[str, Any]:
-    """The session's data; empty when it does not exist or has expired (read-only)."""
-    data: dict[str, Any] = import_module(settings.SESSION_ENGINE).SessionStore(session_key).load()
-    return data
+def _load_session(session_key: str) -> tuple[dict[str, Any], float | None]:
+    """The session's data, empty when it does not exist or has expired (read-only), and its expiry.
+
+    The expiry is known for the database engine only (what the cache needs); ``None`` otherwise.
+    """
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    if type(store) is DatabaseSessionStore:
+        # What load() does (a well-formed key, not expired), keeping the row's expire_date.
+        model = DatabaseSessionStore.get_model_class()
+        row = model.objects.filter(session_key=session_key, expire_date__gt=timezone.now()).first()
+        if row is None:
+            return {}, None
+        decoded: dict[str, Any] = store.decode(row.session_data)
+        return decoded, row.expire_date.timestamp()
+    data: dict[str, Any] = store.load()
+    return data, None
 
 
 def _from_session(session_key: str) -> Resolution:
-    user = _session_user(_load_session(session_key))
+    data, expires_at = _load_session(session_key)
+    user = _session_user(data)
     if user is None:
         return _ANONYMOUS
-    return Resolution(user, session_group(session_key))
+    return Resolution(user, session_group(session_key), expires_at)
 
 
 def _resolve(credentials: Credentials) -> Resolution:
@@ -174,13 +222,62 @@ def _resolve(credentials: Credentials) -> Resolution:
 async def resolve(credentials: Credentials) -> Resolution:
     """Who the credentials prove, or anonymous.
 
-    One thread hop when a credential is well formed; none (and no query) otherwise.
+    One thread hop when a credential is well formed and not cached; none (and no query) otherwise.
+    A session's resolution carries the :class:`Lease` that :func:`confirm_session` checks.
     """
     credentials = plausible(credentials)
     if credentials.ticket == "" or credentials == Credentials(None, None):
         return _ANONYMOUS
+    session_key = credentials.session_key if credentials.ticket is None else None
+    if session_key is not None:
+        entry = get_auth_cache().get(session_key)
+        if entry is not None:
+            metrics.AUTH_CACHE_HITS.inc()
+            return Resolution(entry.user, entry.session_group, lease=Lease(session_key, entry))
+        metrics.AUTH_CACHE_MISSES.inc()
+    read_at = time.monotonic()
     resolution: Resolution = await get_auth_database().run(_resolve, credentials)
-    return resolution
+    if session_key is None or not resolution.user.is_authenticated:
+        return resolution
+    lease = Lease(session_key, expires_at=resolution.expires_at, read_at=read_at)
+    return Resolution(resolution.user, resolution.session_group, resolution.expires_at, lease)
+
+
+async def _revoked_since(groups: list[str]) -> bool:
+    """Whether a revocation mark of ``groups`` is set; true when Redis cannot tell."""
+    try:
+        return await any_revoked(get_channel_layer(), groups)
+    except (RedisError, OSError):
+        return True
+
+
+async def confirm_session(scope: Scope) -> bool:
+    """Whether the handshake's session still proves its user, once the connection holds its groups.
+
+    Call after joining the session and user groups: from then on any
+    revocation reaches the connection as an event. Nothing to do for a
+    handshake without a :class:`Lease` (a ticket). Otherwise one Redis query
+    for the revocation marks (``shared.revocation.any_revoked``); with a mark
+    (or when Redis cannot answer), or when the cached entry that served the
+    handshake was evicted meanwhile, the session is read again from the
+    database (may raise ``DatabaseError``). A database read without a mark
+    is cached for the session's next handshakes.
+    """
+    lease: Lease | None = scope.pop(LEASE_KEY, None)
+    if lease is None:
+        return True
+    user = scope["user"]
+    groups = [scope["session_group"], user_group(user.pk)]
+    cache = get_auth_cache()
+    if not await _revoked_since(groups):
+        if lease.entry is None:
+            if lease.expires_at is not None:
+                cache.put(lease.session_key, Entry(user, groups[0], groups[1], lease.expires_at, lease.read_at))
+            return True
+        if cache.holds(lease.session_key, lease.entry):
+            return True
+    again: Resolution = await get_auth_database().run(_from_session, lease.session_key)
+    return bool(again.user.is_authenticated and again.user.pk == user.pk)
 
 
 class TicketOrSessionAuthMiddleware:
@@ -214,6 +311,7 @@ class TicketOrSessionAuthMiddleware:
                     user=resolution.user,
                     session_group=resolution.session_group,
                     auth_unavailable=unavailable,
+                    **({LEASE_KEY: resolution.lease} if resolution.lease is not None else {}),
                 ),
                 receive,
                 send,

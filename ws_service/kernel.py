@@ -3,8 +3,9 @@
 :class:`KernelConsumer` authenticates nothing itself (the middleware stack
 did) but refuses what the stack marked: draining (1012), authentication
 unavailable (4013), anonymous (4401). It then joins the connection's groups
-through the process's node (its user, its session, ``broadcast``), registers
-it for draining, and dispatches:
+through the process's node (its user, its session, ``broadcast``), confirms
+its session (``ws_service.auth.confirm_session``: refused with 4401 if it was
+revoked meanwhile), registers it for draining, and dispatches:
 
 * client frames by ``type`` to the handlers of its :class:`FrameRegistry`
   (``frames``), with metrics, error frames for client mistakes and an
@@ -43,11 +44,13 @@ from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import DatabaseError
 from redis.exceptions import RedisError
 
 from shared.groups import BROADCAST_GROUP, user_group
 from shared.revocation import REVOKED_EVENT
 from ws_service import metrics
+from ws_service.auth import confirm_session
 from ws_service.frames import FrameRegistry, frames
 from ws_service.layer_monitor import get_monitor
 from ws_service.node import get_node
@@ -255,6 +258,17 @@ class KernelConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
             logger.error("channel layer unavailable on connect: %s", exc)
             metrics.handshake_decided(self.scope, metrics.OUTCOME_UNAVAILABLE)
             await self.close(code=CLOSE_TRY_AGAIN_LATER, reason="channel layer unavailable")
+            return
+        try:
+            confirmed = await confirm_session(self.scope)  # holding the groups: revocations now reach it
+        except DatabaseError as exc:
+            logger.error("authentication unavailable: database error: %s", exc)
+            metrics.handshake_decided(self.scope, metrics.OUTCOME_UNAVAILABLE)
+            await self.close(code=CLOSE_TRY_AGAIN_LATER, reason="authentication unavailable")
+            return
+        if not confirmed:
+            metrics.handshake_decided(self.scope, metrics.OUTCOME_UNAUTHENTICATED)
+            await self.close(code=CLOSE_UNAUTHENTICATED, reason="session revoked")
             return
         registry.add(self)
         get_monitor().ensure_running()

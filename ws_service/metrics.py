@@ -123,6 +123,15 @@ def inbound_paused() -> None:
     INBOUND_PAUSES.inc()
 
 
+AUTH_CACHE_LOOKUPS = Counter(
+    "ws_auth_cache_lookups",
+    "Handshakes with a session cookie by whether the process's session cache served them (hit) or the "
+    "database had to (miss); see WS_AUTH_CACHE_SECONDS.",
+    ["result"],
+)
+AUTH_CACHE_HITS: Final = AUTH_CACHE_LOOKUPS.labels("hit")
+AUTH_CACHE_MISSES: Final = AUTH_CACHE_LOOKUPS.labels("miss")
+
 DRAINS_IN_PROGRESS = Gauge(
     "ws_drains_in_progress",
     "ws server processes draining right now (SIGTERM received: closing every connection with 1012).",

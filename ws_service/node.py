@@ -13,6 +13,12 @@ see :data:`shared.channel_layer.GROUP_KEY`); the connection then dispatches
 it by its ``type`` as Channels does (``"chat.message"`` runs
 ``chat_message``). A topic message is JSON-encoded once here for every local
 subscriber.
+
+Other per-process helpers (the authentication cache) follow the node without
+the node knowing them: :meth:`Node.observe` sees every event of a type before
+its members do, :meth:`Node.on_group_left` hears of each group the process
+leaves, and :meth:`Node.on_state_lost` of a :meth:`Node.rejoin` after Redis
+lost the memberships (events sent meanwhile may be lost).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
@@ -67,6 +73,21 @@ class Node:
         self._membership = asyncio.Lock()  # keeps each group's group_add/group_discard in order
         self._task: asyncio.Task[None] | None = None
         self.refreshed_at = time.monotonic()
+        self._observers: dict[str, list[Callable[[dict[str, Any]], None]]] = {}
+        self._left: list[Callable[[str], None]] = []
+        self._lost: list[Callable[[], None]] = []
+
+    def observe(self, event_type: str, observer: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``observer(event)`` for every event of ``event_type``, before handing it to members."""
+        self._observers.setdefault(event_type, []).append(observer)
+
+    def on_group_left(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(group)`` when the last local member of ``group`` leaves it."""
+        self._left.append(listener)
+
+    def on_state_lost(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` when :meth:`rejoin` restores memberships Redis lost."""
+        self._lost.append(listener)
 
     def _layer(self) -> Any:
         layer = get_channel_layer()
@@ -113,6 +134,8 @@ class Node:
                 if not members:
                     del self.local[group]
                     gone.append(group)
+                    for listener in self._left:
+                        listener(group)
             if not own:
                 self._member_groups.pop(member, None)
             if gone and self.channel is not None:
@@ -126,10 +149,17 @@ class Node:
         """Leave every group ``member`` is in."""
         await self.leave(member, self.groups_of(member))
 
-    async def rejoin(self) -> None:
-        """Join every group again (after Redis lost them): one pipelined round trip."""
+    async def rejoin(self, *, lost: bool = True) -> None:
+        """Join every group again (after Redis lost them): one pipelined round trip.
+
+        ``lost`` (the default) tells the :meth:`on_state_lost` listeners, at once:
+        events sent while the memberships were gone never arrive.
+        """
         if self.channel is None:
             return
+        if lost:
+            for listener in self._lost:
+                listener()
         async with self._membership:
             if self.local:
                 await self._layer().group_add_many(list(self.local), self.channel)
@@ -144,12 +174,16 @@ class Node:
         """
         if time.monotonic() - self.refreshed_at < self._layer().group_expiry / 2:
             return False
-        await self.rejoin()
+        await self.rejoin(lost=False)
         return True
 
     def dispatch(self, event: dict[str, Any]) -> int:
         """Hand ``event`` to every local member of its group; how many got it."""
         group = event_group(event)
+        observers = self._observers.get(event.get("type"))  # type: ignore[arg-type]
+        if observers is not None and group is not None:
+            for observer in observers:
+                observer(event)
         members = self.local.get(group) if group is not None else None
         if not members:
             return 0

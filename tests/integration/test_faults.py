@@ -242,6 +242,7 @@ def test_postgres_outage_gives_clear_errors_and_recovers_without_restart(
 
     user = make_user("pat")
     key = session_key_for(user)
+    other_key = session_key_for(user)  # a second session of the same user, with no connection open
 
     async def scenario() -> None:
         ws = await open_ws(ws_server.ws_url, cookie=f"sessionid={key}")
@@ -251,9 +252,13 @@ def test_postgres_outage_gives_clear_errors_and_recovers_without_restart(
             await send_json(ws, {"type": "publish", "topic": "room.pg", "text": "while down", "ref": "down"})
             error = await recv_type(ws, "error", wait=15)
             assert error["code"] == "unavailable"
-            newcomer = await open_ws(ws_server.ws_url, cookie=f"sessionid={key}")
+            newcomer = await open_ws(ws_server.ws_url, cookie=f"sessionid={other_key}")
             code, _ = await _close_frame(newcomer, 15)
             assert code == CLOSE_TRY_AGAIN_LATER
+            # The open connection's session is in the process's session cache: no query needed.
+            cached = await open_ws(ws_server.ws_url, cookie=f"sessionid={key}")
+            assert (await recv_json(cached))["type"] == "welcome"
+            await cached.close()
             assert await _status(f"{ws_server.http_url}/readyz") == 503
         finally:
             postgres_server.start()
