@@ -21,8 +21,9 @@ the node reads the process's one channel and queues each event here. An idle
 connection is one task awaiting the server's ``receive``: events wait in a
 deque made on the first one (and dropped once drained), and are dispatched by
 the connection's own task after the frame it is handling, or, while it
-waits for a frame, by a short-lived task started for them. Either way one
-message is handled at a time, in arrival order per source.
+waits for a frame, by a task started eagerly for them (one that never waits,
+such as a live message sent straight to the socket, is never scheduled).
+Either way one message is handled at a time, in arrival order per source.
 
 Subclass it for a consumer on another path::
 
@@ -142,7 +143,15 @@ class KernelConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
         self.pending = None
 
     async def _drain_while_waiting(self, task: asyncio.Task[Any] | None) -> None:
-        """Queued events, handled while the connection's task waits for a frame."""
+        """Queued events, handled while the connection's task waits for a frame.
+
+        Started eagerly (:func:`asyncio.eager_task_factory`): it runs at once,
+        inside the node's fan-out, and an event handled without waiting (a
+        live message sent straight to the socket) never schedules a task. It
+        registers itself as ``drainer`` before its first event, so events
+        queued meanwhile join this drain instead of starting another.
+        """
+        self.drainer = asyncio.current_task()
         try:
             await self.dispatch_pending()
         except StopConsumer:
@@ -198,7 +207,7 @@ class KernelConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
         if self.lagging and len(queue) <= capacity // 2:
             self.lagging = False
         if self.waiting and self.drainer is None:
-            self.drainer = asyncio.create_task(self._drain_while_waiting(self.task))
+            asyncio.eager_task_factory(asyncio.get_running_loop(), self._drain_while_waiting(self.task))
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Run a handler; an unexpected exception is logged once and never kills the socket.
