@@ -49,6 +49,7 @@ from redis.exceptions import RedisError
 from shared.groups import BROADCAST_GROUP, user_group
 from shared.revocation import REVOKED_EVENT
 from ws_service import metrics
+from ws_service.direct_frames import direct_protocol, shared_frame, write_frame
 from ws_service.frames import FrameRegistry, frames
 from ws_service.layer_monitor import get_monitor
 from ws_service.node import get_node
@@ -327,14 +328,22 @@ class KernelConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
     async def send_message(self, message: dict[str, Any]) -> None:
         await self.send_encoded(encode(message), message.get("type"))
 
-    async def send_encoded(self, text: str, frame_type: object) -> None:
+    async def send_encoded(self, text: str, frame_type: object, shared: dict[str, Any] | None = None) -> None:
         """A frame already encoded as JSON text; nothing once the client is gone.
 
+        ``shared`` is an event every local member sends as it is (a topic
+        message): on Uvicorn its WebSocket frame is built once, kept in it and
+        written to each open socket directly (``ws_service.direct_frames``).
         Output beyond ``WS_MAX_PENDING_BYTES`` aborts the socket
         (``ws_service.output_budget``): the send raises ``OSError`` here.
         """
         if self.gone:
             return
+        if shared is not None:
+            protocol = direct_protocol(self.base_send)
+            if protocol is not None and write_frame(protocol, shared_frame(shared, text)):
+                metrics.count_sent(frame_type)
+                return
         try:
             await self.send(text_data=text)
         except OSError as exc:
