@@ -22,8 +22,9 @@ the node reads the process's one channel and queues each event here. An idle
 connection is one task awaiting the server's ``receive``: events wait in a
 deque made on the first one (and dropped once drained), and are dispatched by
 the connection's own task after the frame it is handling, or, while it
-waits for a frame, by a short-lived task started for them. Either way one
-message is handled at a time, in arrival order per source.
+waits for a frame, by a task started eagerly for them (one that never waits,
+such as a live message sent straight to the socket, is never scheduled).
+Either way one message is handled at a time, in arrival order per source.
 
 Subclass it for a consumer on another path::
 
@@ -51,6 +52,7 @@ from shared.groups import BROADCAST_GROUP, user_group
 from shared.revocation import REVOKED_EVENT
 from ws_service import metrics
 from ws_service.auth import confirm_session
+from ws_service.direct_frames import direct_protocol, shared_frame, write_frame
 from ws_service.frames import FrameRegistry, frames
 from ws_service.layer_monitor import get_monitor
 from ws_service.node import get_node
@@ -145,7 +147,15 @@ class KernelConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
         self.pending = None
 
     async def _drain_while_waiting(self, task: asyncio.Task[Any] | None) -> None:
-        """Queued events, handled while the connection's task waits for a frame."""
+        """Queued events, handled while the connection's task waits for a frame.
+
+        Started eagerly (:func:`asyncio.eager_task_factory`): it runs at once,
+        inside the node's fan-out, and an event handled without waiting (a
+        live message sent straight to the socket) never schedules a task. It
+        registers itself as ``drainer`` before its first event, so events
+        queued meanwhile join this drain instead of starting another.
+        """
+        self.drainer = asyncio.current_task()
         try:
             await self.dispatch_pending()
         except StopConsumer:
@@ -201,7 +211,7 @@ class KernelConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
         if self.lagging and len(queue) <= capacity // 2:
             self.lagging = False
         if self.waiting and self.drainer is None:
-            self.drainer = asyncio.create_task(self._drain_while_waiting(self.task))
+            asyncio.eager_task_factory(asyncio.get_running_loop(), self._drain_while_waiting(self.task))
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Run a handler; an unexpected exception is logged once and never kills the socket.
@@ -332,14 +342,22 @@ class KernelConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
     async def send_message(self, message: dict[str, Any]) -> None:
         await self.send_encoded(encode(message), message.get("type"))
 
-    async def send_encoded(self, text: str, frame_type: object) -> None:
+    async def send_encoded(self, text: str, frame_type: object, shared: dict[str, Any] | None = None) -> None:
         """A frame already encoded as JSON text; nothing once the client is gone.
 
+        ``shared`` is an event every local member sends as it is (a topic
+        message): on Uvicorn its WebSocket frame is built once, kept in it and
+        written to each open socket directly (``ws_service.direct_frames``).
         Output beyond ``WS_MAX_PENDING_BYTES`` aborts the socket
         (``ws_service.output_budget``): the send raises ``OSError`` here.
         """
         if self.gone:
             return
+        if shared is not None:
+            protocol = direct_protocol(self.base_send)
+            if protocol is not None and write_frame(protocol, shared_frame(shared, text)):
+                metrics.count_sent(frame_type)
+                return
         try:
             await self.send(text_data=text)
         except OSError as exc:

@@ -67,7 +67,9 @@ def frame_size(message: Message) -> int:
     """The payload size in bytes of a ``websocket.receive`` message."""
     text = message.get("text")
     if text is not None:
-        return len(str(text).encode("utf-8", "surrogatepass"))
+        text = str(text)
+        # ASCII text is one byte per character: no copy to count it.
+        return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
     return len(message.get("bytes") or b"")
 
 

@@ -169,6 +169,10 @@ def error_frame(code: str, detail: str, request: dict[str, Any]) -> dict[str, An
     return frame
 
 
+# One encoder for every frame: json.dumps with these options would build a new one per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def encode(message: dict[str, Any]) -> str:
     """A compact JSON text frame."""
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(message)

@@ -147,6 +147,8 @@ def test_check_json_limits_is_iterative() -> None:
 
 def test_frame_size_counts_utf8_bytes() -> None:
     assert frame_size({"type": "websocket.receive", "text": "é" * 10}) == 20
+    assert frame_size({"type": "websocket.receive", "text": "ping" * 10}) == 40  # ASCII: counted without a copy
+    assert frame_size({"type": "websocket.receive", "text": "a\ud800"}) == 4  # a lone surrogate still counts 3 bytes
     assert frame_size({"type": "websocket.receive", "bytes": b"12345"}) == 5
     assert frame_size({"type": "websocket.receive", "bytes": None, "text": None}) == 0
 

@@ -183,8 +183,8 @@ async def topic_message(consumer: KernelConsumer, event: dict[str, Any]) -> None
     followed = subscriptions(consumer)
     arrival = followed.classify(topic, message_id)
     if arrival is Arrival.NEXT:
-        # Encoded once by the node for every local subscriber.
-        await consumer.send_encoded(event.get(ENCODED_KEY) or encode(payload), payload["type"])
+        # Encoded once by the node for every local subscriber (on Uvicorn, framed once too).
+        await consumer.send_encoded(event.get(ENCODED_KEY) or encode(payload), payload["type"], shared=event)
         followed.sent(topic, message_id)
         return
     if arrival is Arrival.GAP:
