@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
+from ws_service.loop_local import process_task
+
 
 class Coalescer[T, R]:
     """``await coalescer(item)`` runs ``run_many`` on the batch the item is part of."""
@@ -32,7 +34,7 @@ class Coalescer[T, R]:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queued.append((item, future))
         if self._runner is None or self._runner.done():
-            self._runner = asyncio.create_task(self._run(), name=self._name)
+            self._runner = process_task(self._run(), self._name)
         return await future
 
     async def _run(self) -> None:

@@ -34,6 +34,7 @@ from redis.exceptions import RedisError
 
 from shared.redis_client import get_redis
 from ws_service.coalesce import Coalescer
+from ws_service.loop_local import process_task
 
 logger = logging.getLogger("ws.limits")
 
@@ -130,7 +131,7 @@ class SlotTracker:
         self.slots.add(slot)
         self._batches = None
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="connection-slots")
+            self._task = process_task(self._run(), "connection-slots")
         return True
 
     async def _acquire_many(self, asks: Sequence[tuple[Slot, int]]) -> list[bool]:

@@ -211,7 +211,14 @@ class KernelConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
         if self.lagging and len(queue) <= capacity // 2:
             self.lagging = False
         if self.waiting and self.drainer is None:
-            asyncio.eager_task_factory(asyncio.get_running_loop(), self._drain_while_waiting(self.task))
+            task = self.task
+            # In the connection's own context (its id and user for logs and the ContextVar), not the
+            # node's; the connection's task is suspended in receive(), so the context is free to enter.
+            asyncio.eager_task_factory(
+                asyncio.get_running_loop(),
+                self._drain_while_waiting(task),
+                context=task.get_context() if task is not None else None,
+            )
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Run a handler; an unexpected exception is logged once and never kills the socket.

@@ -22,7 +22,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from ws_service.loop_local import LoopLocal
+from ws_service.loop_local import LoopLocal, process_task
 from ws_service.node import get_node
 from ws_service.registry import registry
 
@@ -43,7 +43,7 @@ class LayerMonitor:
 
     def ensure_running(self) -> None:
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="layer-monitor")
+            self._task = process_task(self._run(), "layer-monitor")
 
     async def check(self) -> None:
         """One round: detect an outage or lost state; restore groups when Redis is back."""

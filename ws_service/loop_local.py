@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 
 class LoopLocal[T]:
@@ -20,3 +22,14 @@ class LoopLocal[T]:
         if instance is None:
             instance = self._instances[loop] = self._factory()
         return instance
+
+
+def process_task[R](coroutine: Coroutine[Any, Any, R], name: str) -> asyncio.Task[R]:
+    """A task of the whole process (node, monitors, batching), started with an empty context.
+
+    ``asyncio.create_task`` copies the caller's context, and these tasks are
+    started by whichever connection needs them first: without this, every
+    record they log (and every task they start) would carry that connection's
+    id and user (``shared.log_context``, ``shared.current_user``).
+    """
+    return asyncio.create_task(coroutine, name=name, context=contextvars.Context())

@@ -35,7 +35,7 @@ from redis.exceptions import RedisError
 from shared.channel_layer import GROUP_KEY
 from shared.messaging import TOPIC_MESSAGE_EVENT
 from shared.topics import topic_group
-from ws_service.loop_local import LoopLocal
+from ws_service.loop_local import LoopLocal, process_task
 from ws_service.protocol import encode
 
 logger = logging.getLogger("ws.node")
@@ -114,7 +114,7 @@ class Node:
                 self.local.setdefault(group, set()).add(member)
             self._member_groups.setdefault(member, set()).update(wanted)
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="ws-node")
+            self._task = process_task(self._run(), "ws-node")
 
     async def leave(self, member: Member, groups: Iterable[str]) -> None:
         """Stop delivering ``groups`` to ``member``; groups left without local members are left in Redis.

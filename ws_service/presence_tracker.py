@@ -29,7 +29,7 @@ from shared import presence
 from shared.presence import Change, PresenceEntry
 from shared.topics import topic_group
 from ws_service.coalesce import Coalescer
-from ws_service.loop_local import LoopLocal
+from ws_service.loop_local import LoopLocal, process_task
 from ws_service.presence_frames import diff_frames, presence_page
 from ws_service.protocol import encode
 from ws_service.registry import registry
@@ -122,7 +122,7 @@ class PresenceTracker:
         """Add an entry. Joins that arrive together (a subscribe storm) share one pipelined round trip."""
         self.entries.add(entry)
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="presence-tracker")
+            self._task = process_task(self._run(), "presence-tracker")
         self.record(await self._joins(entry))
 
     async def leave(self, entry: PresenceEntry) -> None:
@@ -141,7 +141,7 @@ class PresenceTracker:
             pending = self.pending[change.topic] = PendingDiff()
         pending.add(change)
         if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_loop(), name="presence-diffs")
+            self._flusher = process_task(self._flush_loop(), "presence-diffs")
         self._wake.set()
 
     async def tick(self) -> None:

@@ -26,7 +26,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from shared import messaging
-from ws_service.loop_local import LoopLocal
+from ws_service.loop_local import LoopLocal, process_task
 
 Snapshot = tuple[int, list[dict[str, Any]]]
 #: What a subscriber asked for: ``(since, recent)``, at most one of them set.
@@ -84,7 +84,7 @@ class SnapshotReader:
         future: asyncio.Future[Snapshot] = asyncio.get_running_loop().create_future()
         self._next.setdefault(topic, _Batch()).waiting.append(((since, recent), future))
         if topic not in self._runners:
-            self._runners[topic] = asyncio.create_task(self._run(topic), name=f"snapshot:{topic[:64]}")
+            self._runners[topic] = process_task(self._run(topic), f"snapshot:{topic[:64]}")
         return await future
 
     async def _run(self, topic: str) -> None:

@@ -14,13 +14,16 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.urls import path
 
+from shared.current_user import get_current_user_id
 from shared.groups import user_group
+from shared.log_context import context_id, get_context_id
 from tests.support.communicators import ALLOWED_ORIGIN, receive_message, send_message
 from tests.support.users import make_user, session_key_for
 from ws_service.auth import TicketOrSessionAuthMiddleware
 from ws_service.connection_context import ConnectionContextMiddleware
 from ws_service.frames import FrameRegistry
 from ws_service.kernel import KernelConsumer
+from ws_service.loop_local import process_task
 from ws_service.node import get_node
 from ws_service.protocol import CLOSE_SERVICE_RESTART, CLOSE_UNAUTHENTICATED
 from ws_service.registry import registry
@@ -39,6 +42,10 @@ class ShoutConsumer(KernelConsumer):
     async def shout_message(self, event: dict[str, Any]) -> None:
         await self.send_message({"type": "shout", "text": event["text"], "by": event["by"]})
 
+    async def whose_context(self, event: dict[str, Any]) -> None:
+        """Reports who the ContextVars say is handling this event (what every log record says)."""
+        await self.send_message({"type": "context", "user_id": get_current_user_id(), "context_id": get_context_id()})
+
 
 async def on_shout(consumer: KernelConsumer, message: dict[str, Any]) -> None:
     text = str(message.get("text", ""))
@@ -51,6 +58,7 @@ async def on_shout(consumer: KernelConsumer, message: dict[str, Any]) -> None:
 
 ShoutConsumer.frames.request("shout", on_shout)
 ShoutConsumer.frames.sends("shout")
+ShoutConsumer.frames.sends("context")
 
 application = ConnectionContextMiddleware(
     TicketOrSessionAuthMiddleware(URLRouter([path("shout/", ShoutConsumer.as_asgi())]))
@@ -129,3 +137,37 @@ async def test_revocation_closes_with_4401_and_drain_with_1012(not_draining: Non
     assert await _close_code(bob) == CLOSE_SERVICE_RESTART
     await bob.send_input({"type": "websocket.disconnect", "code": CLOSE_SERVICE_RESTART})
     assert await asyncio.wait_for(draining, 5) is True
+
+
+async def test_an_event_handler_runs_with_its_own_connections_user_and_id() -> None:
+    """Not with those of the connection that happened to start the node's task (the first to join)."""
+    first, second = await _connect("first"), await _connect("second")
+    layer = get_channel_layer()
+    assert layer is not None
+    seen: dict[str, str] = {}
+    for name, communicator in (("first", first), ("second", second)):
+        user_id = await sync_to_async(lambda n=name: User.objects.get(username=n).pk)()
+        await layer.group_send(user_group(user_id), {"type": "whose.context"})
+        reply = await receive_message(communicator)
+        assert reply["user_id"] == user_id, (name, reply)
+        seen[name] = reply["context_id"]
+    assert seen["first"]
+    assert seen["second"]
+    assert seen["first"] != seen["second"]
+    await first.disconnect()
+    await second.disconnect()
+
+
+async def _context_id_seen() -> str | None:
+    return get_context_id()
+
+
+async def test_a_process_task_does_not_inherit_the_identity_of_the_connection_that_started_it() -> None:
+    token = context_id.set("connection-that-came-first")
+    try:
+        task = process_task(_context_id_seen(), "probe")
+        inherited = asyncio.create_task(_context_id_seen())
+    finally:
+        context_id.reset(token)
+    assert await inherited == "connection-that-came-first"  # what asyncio.create_task alone would do
+    assert not await task
