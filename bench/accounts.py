@@ -20,13 +20,14 @@ class Account:
 
 
 def setup_django(env: Mapping[str, str]) -> None:
-    """Settings from ``env`` (the servers' environment), then ``django.setup()`` and ``migrate``."""
+    """Settings from ``env`` (the servers' environment), then ``django.setup()``, ``migrate`` and ``collectstatic``."""
     os.environ.update(env)
     import django
     from django.core.management import call_command
 
     django.setup()
     call_command("migrate", verbosity=0, interactive=False)
+    call_command("collectstatic", verbosity=0, interactive=False)
 
 
 def create_accounts(prefix: str, count: int) -> list[Account]:

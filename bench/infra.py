@@ -7,11 +7,15 @@ then SIGKILL of its process group after a grace period.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,10 +29,23 @@ PYTHON = sys.executable
 STOP_GRACE_SECONDS = 20.0
 
 
+@functools.cache
+def static_root() -> str:
+    """Where this run's ``collectstatic`` writes (``bench.accounts.setup_django``), as the web image's build does.
+
+    Pages use ``{% static %}`` with the manifest storage, which needs the
+    collected files: a fresh checkout has none, and the login page would fail.
+    """
+    root = tempfile.mkdtemp(prefix="bench-static-")
+    atexit.register(shutil.rmtree, root, True)
+    return root
+
+
 def bench_env(database_url: str, redis_url: str) -> dict[str, str]:
     """The environment every server gets: real settings, limits raised so the load itself is not refused."""
     return {
         "DJANGO_SETTINGS_MODULE": "shared.settings",
+        "DJANGO_STATIC_ROOT": static_root(),
         "DJANGO_DEBUG": "0",
         "DJANGO_SECRET_KEY": "bench-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz-ABCDEFG",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
