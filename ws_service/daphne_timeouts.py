@@ -31,6 +31,8 @@ import math
 import time
 from typing import Any, Final
 
+from ws_service.daphne_version import supported
+
 SWEEP_SECONDS: Final = 2.0
 WHEEL_ATTRIBUTE: Final = "_ws_timeout_wheel"
 
@@ -96,8 +98,8 @@ def install() -> None:
     from twisted.internet import reactor as twisted_reactor
 
     reactor: Any = twisted_reactor  # zope interfaces confuse mypy about callLater's arguments
-    if getattr(Server, "_ws_timeout_wheel_patch", False):
-        return
+    if getattr(Server, "_ws_timeout_wheel_patch", False) or not supported():
+        return  # patched already, or a Daphne it was not written against (``ws_service.daphne_version``)
     original_connected = Server.protocol_connected
 
     def protocol_connected(self: Any, protocol: Any) -> None:
