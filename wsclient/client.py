@@ -61,8 +61,11 @@ TicketProvider = Callable[[], Awaitable[str]]
 #: Requests one presence() call may make to page through a large topic.
 MAX_PRESENCE_PAGES = 1000
 
+#: Replies of optional server features: a server without the feature sends none of
+#: them, and the client's call for it then fails with the server's ``unknown_type``.
+OPTIONAL_REPLY_TYPES = frozenset({"presence"})
 #: Frames that answer a request of the client (the others are pushed).
-REPLY_TYPES = frozenset({"subscribed", "unsubscribed", "ack", "presence", "whoami", "pong", "error"})
+REPLY_TYPES = frozenset({"subscribed", "unsubscribed", "ack", "whoami", "pong", "error"}) | OPTIONAL_REPLY_TYPES
 
 
 def origin_for(url: str) -> str:
