@@ -183,7 +183,7 @@ def sentinel_host(topology: RedisTopology, pool: RedisPoolOptions) -> dict[str, 
 
 
 def data_host(topology: RedisTopology, pool: RedisPoolOptions) -> dict[str, Any]:
-    """The one Redis outside the channel layer (presence, slots): the Sentinel master or ``REDIS_URL``."""
+    """The one Redis outside the channel layer (slots, features' data): the Sentinel master or ``REDIS_URL``."""
     if topology.sentinel is not None:
         return sentinel_host(topology, pool)
     return {"address": topology.url, **pool_options(pool)}

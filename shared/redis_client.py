@@ -1,6 +1,6 @@
 """A redis-py asyncio client per event loop, for data kept outside the channel layer.
 
-Presence, connection slots, the layer monitor's key and the readiness
+Connection slots, features' data, the layer monitor's key and the readiness
 ``PING`` all use this one Redis: the Sentinel master when
 ``REDIS_SENTINELS`` is set, else ``REDIS_URL``. Channel-layer shards
 (``CHANNEL_LAYER_SHARDS``) never hold this data.

@@ -13,7 +13,7 @@ beyond one node"); every bad value fails start-up with
 * ``CHANNEL_LAYER_SHARDS`` set: the channel layer spreads channels and
   groups over these servers (channels-redis' consistent hashing).
 
-Presence, connection slots, the layer monitor's sentinel key and the
+Connection slots, features' data, the layer monitor's sentinel key and the
 readiness ``PING`` (:mod:`shared.redis_client`) always use one Redis: the
 Sentinel master in Sentinel mode, else ``REDIS_URL``. Shards are for the
 channel layer only (pushes, topic messages and revocation travel through it).

@@ -187,20 +187,24 @@ AXES_DISABLE_ACCESS_LOG = True
 AXES_ENABLE_ACCESS_FAILURE_LOG = False
 
 # ---------------------------------------------------------------------------
-# Topics, history and presence
+# Topics and history
 # ---------------------------------------------------------------------------
 MESSAGE_MAX_LENGTH = env_int("MESSAGE_MAX_LENGTH", 4000, minimum=1)
 MESSAGE_RETENTION_DAYS = env_int("MESSAGE_RETENTION_DAYS", 30, minimum=1)
+# How often each ws process checks that Redis still holds its channel-layer state.
+WS_LAYER_CHECK_INTERVAL = env_float("WS_LAYER_CHECK_INTERVAL", 2.0, minimum=0.1)
+# The WebSocket URL the demo page connects to; empty means same origin /ws/ (through the proxy).
+WS_PUBLIC_URL = env_str("WS_PUBLIC_URL", "")
+
+# ---------------------------------------------------------------------------
+# Presence (ws_service/features/presence.py; docs/presence.md)
+# ---------------------------------------------------------------------------
 # A crashed replica's entries vanish within TTL + TTL/3 (refresh and sweep period): 27 s by default.
 PRESENCE_TTL_SECONDS = env_int("PRESENCE_TTL_SECONDS", 20, minimum=3, maximum=300)
 # Joins and leaves are batched per topic per process into at most one presence_diff per interval.
 PRESENCE_DIFF_INTERVAL_SECONDS = env_float("PRESENCE_DIFF_INTERVAL_SECONDS", 1.0, minimum=0.05, maximum=60.0)
 # A topic with more users than this gets no presence_diff frames: clients page through "presence".
 PRESENCE_DIFF_MAX_SUBSCRIBERS = env_int("PRESENCE_DIFF_MAX_SUBSCRIBERS", 200, minimum=0)
-# How often each ws process checks that Redis still holds its channel-layer state.
-WS_LAYER_CHECK_INTERVAL = env_float("WS_LAYER_CHECK_INTERVAL", 2.0, minimum=0.1)
-# The WebSocket URL the demo page connects to; empty means same origin /ws/ (through the proxy).
-WS_PUBLIC_URL = env_str("WS_PUBLIC_URL", "")
 
 # ---------------------------------------------------------------------------
 # Per-user publish quota (WebSocket and HTTP, across replicas: shared.quota)

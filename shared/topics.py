@@ -3,8 +3,8 @@
 * ``room.<slug>``: open to any authenticated user.
 * ``user.<id>``: only the user with that id.
 
-The same check guards subscribe, publish and presence, over WebSocket and
-HTTP alike.
+The same check guards every topic request (subscribe, publish, …), over
+WebSocket and HTTP alike.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ FAVICON = "web_service/favicon.svg"
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    """The demo page for logged-in users: rooms, live messages and presence."""
+    """The demo page for logged-in users: rooms, live messages and who is here."""
     return render(request, "web_service/home.html", {"ws_public_url": settings.WS_PUBLIC_URL})
 
 

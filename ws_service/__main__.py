@@ -8,7 +8,7 @@ and drains on SIGTERM:
 1. the listening socket closes, ``/readyz`` turns 503, and a handshake already in
    flight is accepted and closed with 1012 (clients reconnect elsewhere);
 2. every open connection is closed with 1012 ("service restart") and a reason;
-3. each connection's cleanup (groups, presence) runs;
+3. each connection's cleanup (groups, features' disconnect hooks) runs;
 4. the process exits once all are done, or after ``WS_DRAIN_TIMEOUT`` seconds.
 
 The pieces live in ``ws_service/launcher/``.

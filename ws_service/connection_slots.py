@@ -38,7 +38,7 @@ from ws_service.loop_local import process_task
 
 logger = logging.getLogger("ws.limits")
 
-# Well below redis-py's default pool size (100), which presence and the channel checks share.
+# Well below redis-py's default pool size (100), which the features and the channel checks share.
 MAX_CONCURRENT_REDIS_CALLS = 32
 
 # KEYS[1] the user's set; ARGV: now, expiry, member, limit, key ttl (seconds).

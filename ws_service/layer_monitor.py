@@ -7,8 +7,8 @@ Redis the layer uses (each of ``CHANNEL_LAYER_SHARDS``, else the one Redis).
 Every ``WS_LAYER_CHECK_INTERVAL`` seconds, while it has connections, it
 checks those keys. If Redis was unreachable, or the key is gone, the
 process's node (``ws_service.node``) re-adds every group it is in, in one
-pipelined round trip per shard. Presence entries are re-added by the presence
-tracker's refresh.
+pipelined round trip per shard. Features' own data (kept alive by their
+per-process refresh) comes back on their next refresh.
 """
 
 from __future__ import annotations

@@ -61,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("topic", metavar="TOPIC")
     publish.add_argument("text", metavar="TEXT", help='the text, or "-" to publish each line of stdin')
 
-    presence = commands.add_parser("presence", help="print the users subscribed to a topic as JSON")
+    presence = commands.add_parser(
+        "presence", help="print the users subscribed to a topic as JSON (servers with presence)"
+    )
     presence.add_argument("topic", metavar="TOPIC")
 
     commands.add_parser("whoami", help="print the authenticated user as JSON")

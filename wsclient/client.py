@@ -81,8 +81,11 @@ def refused(error: BaseException) -> bool:
     return all(f"{errno.ECONNREFUSED}] Connect call failed" in part for part in parts)
 
 
+#: Replies of optional server features: a server without the feature sends none of
+#: them, and the client's call for it then fails with the server's ``unknown_type``.
+OPTIONAL_REPLY_TYPES = frozenset({"presence"})
 #: Frames that answer a request of the client (the others are pushed).
-REPLY_TYPES = frozenset({"subscribed", "unsubscribed", "ack", "presence", "whoami", "pong", "error"})
+REPLY_TYPES = frozenset({"subscribed", "unsubscribed", "ack", "whoami", "pong", "error"}) | OPTIONAL_REPLY_TYPES
 
 
 def origin_for(url: str) -> str:

@@ -17,7 +17,8 @@ Per repetition, on the same N open connections (a new topic each time):
 
 **Storm frames** = every frame the subscribers got from the first subscribe
 to the end of the repetition, except their own ``subscribed`` reply and the
-two measured messages (presence frames: types starting ``presence``); late
+two measured messages (presence frames: types starting ``presence``, 0 on a
+server without the presence feature); late
 frames = those that came after the quiet point of step 3 (then the baseline
 was not free of presence traffic after all).
 

@@ -3,7 +3,7 @@
 Debian's chromium (``/usr/bin/chromium``) is driven by Python playwright;
 ``playwright install`` is never needed. Two browser contexts log in through
 the real login form as two users and use the page as a person would: they
-see each other in the room's presence list and each other's messages. Then
+see each other's messages. Then
 the ws service is restarted (same port). While it is down, messages are
 posted over HTTP (``POST /api/topics/<topic>/messages``); each page must
 reconnect by itself and show every one of them exactly once.
@@ -12,6 +12,7 @@ Further tests: a reload and a return to a room show its recent history (subscrib
 with ``recent``), once each even while new messages arrive; one identity line and
 friendly status text (also after a logout elsewhere: 4401); the room's own name as
 heading and title; the page's own invalid-room message; no 404 (favicon).
+The "Here now" panel (presence) is tested in test_demo_page_presence.py.
 
 In tests the web and ws services listen on different ports, so the page's web
 server runs with ``WS_PUBLIC_URL`` pointing at the ws service (in production
@@ -53,6 +54,17 @@ WAIT_MS = 15_000
 RECOVERY_MS = 30_000
 # The newest messages the page shows on joining a room (data-history in home.html).
 HISTORY = 50
+# Records every text #post-error shows, however briefly (a later post clears it).
+RECORD_SHOWN_ERRORS = """
+window.shownErrors = [];
+document.addEventListener("DOMContentLoaded", () => {
+  const box = document.getElementById("post-error");
+  if (box === null) return;
+  new MutationObserver(() => {
+    if (!box.hidden && box.textContent) window.shownErrors.push(box.textContent);
+  }).observe(box, { attributes: true, childList: true, characterData: true, subtree: true });
+});
+"""
 # Every expect() below waits at most this long unless it says otherwise.
 expect.set_options(timeout=WAIT_MS)
 
@@ -125,6 +137,7 @@ class DemoPage:
     async def open(cls, browser: Browser, web_url: str, username: str) -> DemoPage:
         context = await browser.new_context(base_url=web_url)
         context.set_default_timeout(WAIT_MS)
+        await context.add_init_script(RECORD_SHOWN_ERRORS)
         demo = cls(await context.new_page(), username)
         await demo.page.goto("/")  # redirected to the login form
         await expect(demo.page).to_have_url(re.compile(r"/accounts/login/\?next=/$"))
@@ -166,8 +179,10 @@ class DemoPage:
         await expect(message).to_have_count(1)
         await expect(message.locator(".author")).to_have_text(author)
 
-    async def expect_present(self, username: str) -> None:
-        await expect(self.page.locator("#presence li", has_text=re.compile(f"^{re.escape(username)}"))).to_have_count(1)
+    async def shown_errors(self) -> list[str]:
+        """Every error text the page showed since it was loaded."""
+        shown: list[str] = await self.page.evaluate("window.shownErrors")
+        return shown
 
     async def texts(self) -> list[str]:
         return await self.page.locator("#messages li.message .text").all_text_contents()
@@ -191,11 +206,6 @@ async def test_two_users_chat_and_the_page_recovers_after_a_ws_restart(
     page_b = await DemoPage.open(browser, demo_web.http_url, bob.username)
     await page_a.join(room)
     await page_b.join(room)
-
-    # Presence: each sees both, live.
-    for page in (page_a, page_b):
-        await page.expect_present(alice.username)
-        await page.expect_present(bob.username)
 
     # Messages both ways.
     await page_a.post("hello from alice")
@@ -233,7 +243,7 @@ async def test_two_users_chat_and_the_page_recovers_after_a_ws_restart(
         for text in missed:
             await page.expect_message_once(text, bob.username)
 
-    # Live again after the restart, in both directions, and presence is back.
+    # Live again after the restart, in both directions.
     await page_b.post("after the restart")
     await page_a.expect_message_once("after the restart", bob.username)
     await page_a.post("welcome back")
@@ -244,8 +254,8 @@ async def test_two_users_chat_and_the_page_recovers_after_a_ws_restart(
         ids = await page.ids()
         assert ids == sorted(ids), ids
         assert len(set(ids)) == len(ids), ids
-        await page.expect_present(alice.username)
-        await page.expect_present(bob.username)
+        # Nothing went wrong on the way, also on a server without optional features (presence: unknown_type).
+        assert await page.shown_errors() == []
         assert page.errors == [], page.errors
 
 

@@ -1,4 +1,4 @@
-"""A ws service with a small replay limit, for the clients' replay-continuation tests."""
+"""A ws service with a small replay limit, for the clients' replay-continuation tests; the JS client's node_modules."""
 
 from __future__ import annotations
 
@@ -23,3 +23,11 @@ def capped_ws_server(
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def node_modules() -> Path:
+    """clients/js/node_modules for the Node tests (tests/clients/node_harness.py)."""
+    from tests.clients.node_harness import node_modules as installed  # here: node_harness imports this module
+
+    return installed()

@@ -272,7 +272,7 @@ async def test_event_api_callbacks_and_streams(ws_server: DaphneServer) -> None:
 
 @db
 async def test_publish_ack_and_delivery_between_two_clients(ws_server: DaphneServer) -> None:
-    alice, alice_key = await _session_key("py_alice")
+    _, alice_key = await _session_key("py_alice")
     bob, bob_key = await _session_key("py_bob")
     topic = "room.py-two-clients"
     async with (
@@ -282,9 +282,6 @@ async def test_publish_ack_and_delivery_between_two_clients(ws_server: DaphneSer
         alice_events, bob_events = alice_client.events(), bob_client.events()
         assert await alice_client.subscribe(topic) == 0
         assert await bob_client.subscribe(topic) == 0
-        joined = [(await _next(alice_events, "presence_diff"))["joined"] for _ in range(2)]
-        assert joined == [[alice], [bob]]  # her own arrival, then bob's
-
         first = await alice_client.publish(topic, "hello bob")
         second = await bob_client.publish(topic, "hello alice")
         assert (first, second) == (1, 2)
@@ -296,9 +293,6 @@ async def test_publish_ack_and_delivery_between_two_clients(ws_server: DaphneSer
             ]
         assert alice_client.last_id(topic) == bob_client.last_id(topic) == 2
 
-        users = await alice_client.presence(topic)
-        assert sorted(user["id"] for user in users) == sorted([alice["id"], bob["id"]])
-
         with pytest.raises(ServerError) as refused:
             await alice_client.subscribe(f"user.{bob['id']}")
         assert refused.value.code == "forbidden"
@@ -308,7 +302,6 @@ async def test_publish_ack_and_delivery_between_two_clients(ws_server: DaphneSer
 
         await bob_client.unsubscribe(topic)
         assert bob_client.subscriptions == []
-        assert (await _next(alice_events, "presence_diff"))["left"] == [bob]
         await alice_client.publish(topic, "bob left")
         assert [m["id"] for m in await _messages(alice_events, 1)] == [3]
         await asyncio.sleep(0.2)
@@ -659,35 +652,11 @@ async def test_cli_listen_and_publish(web_server: DaphneServer, ws_server: Daphn
 
 
 @db
-async def test_presence_follows_the_pages_of_a_topic_too_large_for_one_frame(ws_server: DaphneServer) -> None:
-    from shared import presence
-    from shared.presence import PresenceEntry
-    from shared.redis_client import get_redis
-
-    topic = "room.py-crowd"
-    # 700 users of ~120 bytes each: more than one 64 KiB frame holds.
-    entries = [PresenceEntry(topic, f"crowd{i}", 950_000 + i, f"{i:04d}" + "c" * 100) for i in range(700)]
-    for entry in entries:
-        await presence.join(entry)
-    try:
-        _, alice_key = await _session_key("py_pager")
-        async with _client(ws_server, session_cookie=alice_key) as alice_client:
-            users = await alice_client.presence(topic)
-        assert [user["username"] for user in users] == [entry.username for entry in entries]
-    finally:
-        for entry in entries:
-            await presence.leave(entry)
-        await get_redis().aclose()
-
-
-@db
-async def test_cli_whoami_presence_and_exit_codes(web_server: DaphneServer, ws_server: DaphneServer) -> None:
+async def test_cli_whoami_and_exit_codes(web_server: DaphneServer, ws_server: DaphneServer) -> None:
     user, key = await _session_key("py_cli_codes")
     url = f"{ws_server.ws_url}/ws/"
     code, out, err = await _cli("--url", url, "whoami", env=_cli_env(WSCLIENT_SESSION=key))
     assert (code, json.loads(out)) == (0, {"type": "whoami", "user": user}), err
-    code, out, _ = await _cli("--url", url, "presence", "room.py-nobody", env=_cli_env(WSCLIENT_SESSION=key))
-    assert (code, json.loads(out)["users"]) == (0, [])
 
     code, out, err = await _cli("--url", url, "whoami", env=_cli_env(WSCLIENT_SESSION="not-a-session"))
     assert (code, out) == (3, "")

@@ -28,7 +28,7 @@ async def _socket(ws_server: DaphneServer, username: str) -> tuple[ClientConnect
     return ws, user.pk
 
 
-# Frames pushed to subscribers, not answers to requests.
+# Frames pushed to subscribers, not answers to requests (``presence_diff`` when the server has presence).
 PUSHED = frozenset({"presence_diff", "message", "typing"})
 
 
@@ -54,7 +54,6 @@ async def test_every_reply_echoes_the_ref_of_its_request(ws_server: DaphneServer
     topic = "room.refs"
     requests: list[tuple[dict[str, Any], str]] = [
         ({"type": "subscribe", "topic": topic, "ref": "s1"}, "subscribed"),
-        ({"type": "presence", "topic": topic, "ref": "p1"}, "presence"),
         ({"type": "ping", "ref": "g1"}, "pong"),
         ({"type": "whoami", "ref": "w1"}, "whoami"),
         ({"type": "unsubscribe", "topic": topic, "ref": "u1"}, "unsubscribed"),
@@ -80,8 +79,6 @@ async def test_every_error_echoes_the_ref_of_its_request(ws_server: DaphneServer
         ({"type": "subscribe", "topic": "room.x", "since": -1, "ref": "e2"}, "bad_message"),
         ({"type": "unsubscribe", "topic": "room.never", "ref": "e3"}, "not_subscribed"),
         ({"type": "publish", "topic": "room.x", "text": "", "ref": "e4"}, "bad_message"),
-        ({"type": "presence", "topic": forbidden, "ref": "e5"}, "forbidden"),
-        ({"type": "presence", "topic": "room.x", "after": "not a cursor", "ref": "e6"}, "bad_message"),
         ({"type": "typing", "topic": "room.never", "ref": "e7"}, "not_subscribed"),
         ({"type": "subscribe", "topic": "Not A Topic", "ref": "e8"}, "bad_topic"),
         ({"type": "shout", "ref": "e9"}, "unknown_type"),

@@ -272,8 +272,8 @@ async def test_data_client_and_probe_through_a_real_sentinel(master: RedisServer
     with override_settings(REDIS_TOPOLOGY=topology, REDIS_URL=topology.url):
         client = get_redis()
         try:
-            await client.set("presence-probe", "here", ex=30)
-            assert await client.get("presence-probe") == "here"
+            await client.set("data-probe", "here", ex=30)
+            assert await client.get("data-probe") == "here"
         finally:
             await client.aclose()
         probe = new_probe_client(2.0)
@@ -281,7 +281,7 @@ async def test_data_client_and_probe_through_a_real_sentinel(master: RedisServer
             assert await probe.ping()
         finally:
             await probe.aclose()
-    assert _keys(master.port, 4, "presence-probe") == [b"presence-probe"]
+    assert _keys(master.port, 4, "data-probe") == [b"data-probe"]
 
 
 async def test_channel_layer_over_two_real_shards(shards: list[RedisServer], master: RedisServer) -> None:
@@ -322,7 +322,7 @@ async def test_blocking_pool_for_a_plain_url_is_unchanged(master: RedisServer) -
 async def test_both_services_run_through_a_real_sentinel(
     master: RedisServer, sentinel: SentinelServer, service_env: dict[str, str], tmp_path: Path
 ) -> None:
-    """REDIS_URL points nowhere: readiness, connects, presence and publishing all go through the sentinel."""
+    """REDIS_URL points nowhere: readiness, connects and publishing all go through the sentinel."""
     env = service_env | {
         "REDIS_URL": "redis://unreachable.invalid:1/6",
         "REDIS_SENTINELS": f"{HOST}:{sentinel.port}",
@@ -472,7 +472,7 @@ async def test_the_layer_monitor_notices_a_flushed_shard_and_restores_its_groups
         await monitor.check()  # notices and re-adds the groups
         layer = channel_layers["default"]
         for topic in topics:
-            await layer.group_send(f"topic.{topic}", {"type": "topic.presence", "topic": topic})
+            await layer.group_send(f"topic.{topic}", {"type": "topic.notice", "topic": topic})
         await asyncio.wait_for(all_arrived.wait(), 5)
         assert sorted(str(event["topic"]) for event in received) == sorted(topics)
         await node.leave_all(inbox)

@@ -332,9 +332,8 @@ async def test_slots_are_refreshed_and_a_released_one_is_not_resurrected() -> No
 
 
 async def test_a_crashed_process_slots_stop_counting_after_ws_connection_ttl(settings: SettingsWrapper) -> None:
-    """The slot TTL is the connection limit's own setting, not presence's."""
+    """The slot TTL is the connection limit's own setting."""
     settings.WS_CONNECTION_TTL_SECONDS = 3
-    settings.PRESENCE_TTL_SECONDS = 300
     tracker = get_slot_tracker()
     slot = Slot(999_004, "crashed")
     assert await tracker.acquire(slot, 1)

@@ -147,7 +147,7 @@ async def test_rejoin_restores_memberships_redis_lost() -> None:
 def test_event_group_reads_the_group_key_and_falls_back_to_the_topic() -> None:
     assert event_group({"type": "deliver", GROUP_KEY: "user.5"}) == "user.5"
     assert event_group(_message("room.x", 1)) == topic_group("room.x")
-    assert event_group({"type": "topic.presence", "topic": "room.y"}) == topic_group("room.y")
+    assert event_group({"type": "topic.notice", "topic": "room.y"}) == topic_group("room.y")
     assert event_group({"type": "deliver", "payload": {}}) is None
 
 

@@ -32,12 +32,13 @@ from pytest_django.fixtures import Settings as DjangoSettings
 from shared.redis_client import get_redis
 from tests.support.communicators import receive_message, send_message, ws_communicator
 from tests.support.users import make_user, session_key_for
+from ws_service.consumers import ConnectionConsumer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 REPLY_WAIT = 5.0
 MAX_REPLIES_PER_EXAMPLE = 50
-PUSHED_TYPES = {"presence_diff", "message"}
+PUSHED_TYPES = {"presence_diff", "message"}  # pushed after a subscribe (presence_diff with presence)
 
 # Strings include lone surrogates: json.dumps writes them as "\udxxx" escapes, which a client can send.
 strings = st.text(max_size=30) | st.text(st.characters(categories=["Cs"]) | st.characters(), max_size=4)
@@ -46,7 +47,7 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5),
     max_leaves=25,
 )
-request_types = st.sampled_from(["ping", "whoami", "subscribe", "unsubscribe", "publish", "presence", "nope", ""])
+request_types = st.sampled_from([*sorted(ConnectionConsumer.frames.requests), "nope", ""])
 topics = st.one_of(
     st.sampled_from(["room.props", "room.a-b_c", "user.1", "user.999999", "room.", "room.UPPER", "x" * 70]),
     json_values,
@@ -122,7 +123,7 @@ def connection(settings: DjangoSettings) -> Iterator[Connection]:
 
 
 async def _stop_background_work() -> None:
-    """Cancel the per-process refreshers (presence, connection slots) and close the loop's Redis client."""
+    """Cancel the per-process background tasks (refreshers) and close the loop's Redis client."""
     background = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
     for task in background:
         task.cancel()
@@ -147,7 +148,7 @@ def test_no_frame_escapes_as_an_exception_or_closes_the_connection(
         assert isinstance(reply.get("type"), str)
         if reply["type"] == "error":
             assert reply["code"] != "internal", reply
-    # Still answering; pushes (presence of an earlier subscribe, messages) may arrive in between.
+    # Still answering; pushes of an earlier subscribe may arrive in between.
     replies = connection.exchange({"text": '{"type": "ping"}'})
     assert {"type": "pong"} in replies
     assert {reply["type"] for reply in replies} <= {"pong", *PUSHED_TYPES}

@@ -1,7 +1,7 @@
 """Topics over the full ws ASGI stack: subscribe, replay, publish, revocation.
 
-Presence has its own tests (test_presence_feature.py): here its frames, if the
-feature is installed, are skipped, so these tests hold without it.
+Frames of optional features pushed to subscribers (``presence_diff``) are
+skipped, so these tests hold with or without those features.
 """
 
 from __future__ import annotations

@@ -18,6 +18,11 @@ from ws_service.kernel import KernelConsumer
 from ws_service.presence_frames import parse_after
 from ws_service.presence_tracker import TOPIC_PRESENCE_EVENT, encoded_diff, get_tracker, presence_reply
 
+#: This feature's modules outside ``features/`` and its settings: only its own
+#: files and tests named for it use them (tests/test_feature_files.py).
+OWN_MODULES = ("ws_service.presence_tracker", "ws_service.presence_frames", "shared.presence")
+SETTINGS_PREFIX = "PRESENCE_"
+
 
 def _entry(consumer: KernelConsumer, topic: str) -> PresenceEntry:
     user = consumer.user

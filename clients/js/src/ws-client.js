@@ -65,6 +65,12 @@ export const TERMINAL_CLOSE_CODES = Object.freeze([4401, 4403]);
 export const DEFAULT_BACKOFF = Object.freeze({ baseMs: 500, capMs: 30000, restartCapMs: 2000, restartWindowMs: 30000 });
 export const CLOSE_SERVICE_RESTART = 1012;
 
+/**
+ * Frames of optional server features (presence): a server without the feature
+ * sends none of them, and the client's call for it rejects with the server's
+ * `unknown_type` error.
+ */
+const OPTIONAL_FRAME_TYPES = ["presence", "presence_diff"];
 const EVENT_FRAME_TYPES = new Set([
   "welcome",
   "subscribed",
@@ -72,13 +78,12 @@ const EVENT_FRAME_TYPES = new Set([
   "more_history",
   "message",
   "ack",
-  "presence",
-  "presence_diff",
   "notification",
   "error",
   "pong",
   "whoami",
   "typing",
+  ...OPTIONAL_FRAME_TYPES,
 ]);
 const WS_OPEN = 1;
 /** Error codes after which a refused subscribe is still repeated on the next reconnect. */

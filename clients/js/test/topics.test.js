@@ -1,5 +1,5 @@
 // Topics on the live ws service: subscribe, publish with acks correlated by
-// ref, delivery to other connections, presence, history, de-duplication.
+// ref, delivery to other connections, history, de-duplication.
 // Environment: see ../test-support/live.js (WS_URL, WEB_URL, TEST_USERS).
 
 import assert from "node:assert/strict";
@@ -76,47 +76,6 @@ test("publish resolves with the ack of its ref; every subscriber gets each messa
   await until(() => texts(a.messages, room).length === 4, { what: "the fourth message on the publisher" });
   await new Promise((resolve) => setTimeout(resolve, 200));
   assert.deepEqual(texts(b.messages, room), ["one", "two", "three"]);
-});
-
-test("presence lists the subscribers; presence_diff reports joins and leaves", { timeout: 30000 }, async (t) => {
-  const room = uniqueRoom("presence");
-  const a = await connected(t, env.users[0]);
-  const b = await connected(t, env.users[1]);
-  const diffs = [];
-  a.client.on("presence_diff", (d) => diffs.push(d));
-  await a.client.subscribe(room);
-  const before = await a.client.presence(room);
-  assert.deepEqual(
-    before.users.map((u) => u.username),
-    [env.users[0].username],
-  );
-
-  await b.client.subscribe(room);
-  await until(() => diffs.some((d) => d.joined.some((u) => u.username === env.users[1].username)), {
-    what: "a presence_diff with the second user joining",
-  });
-  const both = await a.client.presence(room);
-  assert.deepEqual(both.users.map((u) => u.username).sort(), [env.users[0].username, env.users[1].username].sort());
-
-  await b.client.unsubscribe(room);
-  await until(() => diffs.some((d) => d.left.some((u) => u.username === env.users[1].username)), {
-    what: "a presence_diff with the second user leaving",
-  });
-  assert.ok(diffs.every((d) => d.topic === room));
-});
-
-test("presenceAll follows the pages of a topic too large for one frame", { timeout: 30000 }, async (t) => {
-  const crowd = process.env.CROWD_TOPIC;
-  const size = Number(process.env.CROWD_SIZE);
-  assert.ok(crowd && size > 0, "CROWD_TOPIC and CROWD_SIZE come from tests/clients/test_js_client.py");
-  const a = await connected(t, env.users[0]);
-  const first = await a.client.presence(crowd);
-  assert.equal(typeof first.next, "string");
-  assert.ok(first.users.length < size);
-  const all = await a.client.presenceAll(crowd);
-  assert.equal(all.length, size);
-  assert.deepEqual(all.slice(0, first.users.length), first.users);
-  assert.equal(new Set(all.map((u) => u.id)).size, size);
 });
 
 test("a replayed message is emitted once; subscribe with since replays history", { timeout: 30000 }, async (t) => {

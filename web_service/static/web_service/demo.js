@@ -1,6 +1,8 @@
 // The rooms demo on / (web_service/templates/web_service/home.html): live
-// messages and presence over /ws/ with the JS client (clients/js/src/ws-client.js).
-// Everything the page needs from the server is in data-* attributes of #demo.
+// messages over /ws/ with the JS client (clients/js/src/ws-client.js), and who
+// is in the room when the server has presence (an optional feature: without
+// it the "Here now" panel stays hidden). Everything the page needs from the
+// server is in data-* attributes of #demo.
 
 const root = document.getElementById("demo");
 const $ = (id) => document.getElementById(id);
@@ -8,6 +10,7 @@ const statusEl = $("status");
 const titleEl = $("room-title");
 const messagesEl = $("messages");
 const presenceEl = $("presence");
+const presencePanel = $("presence-panel");
 const postForm = $("post-form");
 const postText = $("post-text");
 const postButton = $("post-button");
@@ -114,6 +117,7 @@ const client = new WsClient({
 
 let room = null;
 const roster = new Map(); // user id -> username, for the current room
+let presenceMissing = false; // the server answered `presence` with unknown_type: it has no presence
 
 function renderPresence() {
   const items = [...roster]
@@ -153,14 +157,18 @@ function addMessage(message) {
 }
 
 async function refreshPresence(topic) {
+  if (presenceMissing) return;
   try {
     const frame = await client.presence(topic);
+    presencePanel.hidden = false;
     if (topic !== room) return;
     roster.clear();
     for (const user of frame.users) roster.set(user.id, user.username);
     renderPresence();
-  } catch {
-    // Disconnected meanwhile: the next subscribed event refreshes it.
+  } catch (error) {
+    // unknown_type: a server without presence (the panel stays hidden). Otherwise
+    // disconnected meanwhile: the next subscribed event refreshes it.
+    if (error.code === "unknown_type") presenceMissing = true;
   }
 }
 
@@ -201,12 +209,16 @@ client.on("message", (message) => {
   if (message.topic === room) addMessage(message);
 });
 client.on("presence_diff", (diff) => {
+  presencePanel.hidden = false;
   if (diff.topic !== room) return;
   for (const user of diff.left) roster.delete(user.id);
   for (const user of diff.joined) roster.set(user.id, user.username);
   renderPresence();
 });
 client.on("error", (error) => {
+  // The page sends only types the client knows: unknown_type answers `presence`
+  // on a server without it (handled in refreshPresence), not something to show.
+  if (error.code === "unknown_type") return;
   if (!String(error.code).startsWith("client_")) showPostError(`${error.code}: ${error.detail}`);
 });
 
