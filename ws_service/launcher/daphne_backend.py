@@ -20,6 +20,7 @@ def run(options: ServerOptions, listen_fd: int | None = None) -> None:
 
     from ws_service import daphne_close, daphne_reaper, daphne_timeouts, input_budget, output_budget
     from ws_service.asgi import application
+    from ws_service.launcher import gc_tuning
 
     daphne_close.install()
     daphne_timeouts.install()
@@ -27,6 +28,7 @@ def run(options: ServerOptions, listen_fd: int | None = None) -> None:
     output_budget.install_daphne()
     input_budget.install_daphne()
     server = Server(application=options.application(application), **options.daphne_kwargs(listen_fd))
+    gc_tuning.tune(options.gc_threshold)
     ports: list[Any] = []
     announce = server.listen_success
 

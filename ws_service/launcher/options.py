@@ -43,6 +43,7 @@ class ServerOptions:
     drain_timeout: float
     metrics_port: int
     metrics_bind: str
+    gc_threshold: int
 
     @classmethod
     def from_env(cls) -> ServerOptions:
@@ -73,6 +74,8 @@ class ServerOptions:
             metrics_port=env_int("METRICS_PORT", 0, minimum=0, maximum=65535),
             # Where /metrics listens: the server's address unless set (compose: 127.0.0.1).
             metrics_bind=env_str("METRICS_BIND", bind),
+            # Allocations between young garbage collections (ws_service.launcher.gc_tuning); 0: Python's 2,000.
+            gc_threshold=env_int("WS_GC_THRESHOLD", 50_000, minimum=0),
         )
 
     def application(self, application: Any) -> Any:

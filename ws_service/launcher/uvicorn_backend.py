@@ -56,6 +56,7 @@ def run(options: ServerOptions, listen_fd: int | None = None) -> None:
     """Serve until SIGTERM/SIGINT, then drain and stop."""
     from ws_service import output_budget
     from ws_service.asgi import application
+    from ws_service.launcher import gc_tuning
 
     output_budget.install_uvicorn()
 
@@ -63,5 +64,6 @@ def run(options: ServerOptions, listen_fd: int | None = None) -> None:
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     config = uvicorn.Config(options.application(application), **options.uvicorn_kwargs(listen_fd))
     server = DrainingServer(config, options.drain_timeout)
+    gc_tuning.tune(options.gc_threshold)
     logger.info("ws service (uvicorn) listening on %s:%s", options.bind, options.port)
     server.run()
