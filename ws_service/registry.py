@@ -57,13 +57,13 @@ class Registry:
         self.draining = True
         if self._drain_gauge is not None:
             self._drain_gauge.inc()
-        if before_close is not None:
-            await before_close()
         # A fresh event of the running loop (an asyncio.Event belongs to the first loop that waits on it).
         self._empty = asyncio.Event()
         if not self.connections:
             self._empty.set()
         try:
+            if before_close is not None:
+                await before_close()
             await asyncio.gather(*(connection.drain() for connection in list(self.connections)), return_exceptions=True)
             try:
                 await asyncio.wait_for(self._empty.wait(), grace)
