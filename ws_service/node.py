@@ -78,6 +78,8 @@ class Node:
         self._lost: list[Callable[[], None]] = []
         # Groups left in Redis all at once by :meth:`close`: their members' leaves cost no round trip.
         self._abandoned: set[str] = set()
+        #: Set by :meth:`close`: events are no longer handed to the (closing) connections.
+        self.closed = False
 
     def observe(self, event_type: str, observer: Callable[[dict[str, Any]], None]) -> None:
         """Call ``observer(event)`` for every event of ``event_type``, before handing it to members."""
@@ -156,9 +158,11 @@ class Node:
         them all now spares one round trip per connection (a user's and a
         session's groups are left by their last local member) and stops
         events for closing connections. The local bookkeeping stays until
-        each connection leaves. Raises if Redis fails (the memberships then
-        expire with the group, ``group_expiry``).
+        each connection leaves; events already on their way are dropped (a
+        reconnecting client replays what it missed with ``since``). Raises if
+        Redis fails (the memberships then expire with the group, ``group_expiry``).
         """
+        self.closed = True
         groups = list(self.local)
         self._abandoned.update(groups)  # at once: a leave from here on skips these
         if not groups or self.channel is None:
@@ -205,7 +209,9 @@ class Node:
         return True
 
     def dispatch(self, event: dict[str, Any]) -> int:
-        """Hand ``event`` to every local member of its group; how many got it."""
+        """Hand ``event`` to every local member of its group; how many got it (none once closed)."""
+        if self.closed:
+            return 0
         group = event_group(event)
         observers = self._observers.get(event.get("type"))  # type: ignore[arg-type]
         if observers is not None and group is not None:

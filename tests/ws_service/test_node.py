@@ -142,6 +142,7 @@ async def test_close_leaves_every_group_in_one_call_and_the_members_leaves_cost_
     groups = [user_group(9300 + number) for number in range(20)] + [BROADCAST_GROUP, topic_group("room.node-close")]
 
     await node.close()  # the process drains
+    assert node.dispatch({**_message("room.node-close", 1), GROUP_KEY: topic_group("room.node-close")}) == 0
     assert len(counting.discards) == 1
     assert sorted(counting.discards[0]) == sorted(groups)
     assert [await _members(group) for group in groups] == [0] * len(groups)
