@@ -192,8 +192,9 @@ class Node:
             for listener in self._lost:
                 listener()
         async with self._membership:
-            if self.local:
-                await self._layer().group_add_many(list(self.local), self.channel)
+            groups = [group for group in self.local if group not in self._abandoned]  # none left by close
+            if groups:
+                await self._layer().group_add_many(groups, self.channel)
             self.refreshed_at = time.monotonic()
 
     async def refresh_if_due(self) -> bool:
@@ -209,14 +210,17 @@ class Node:
         return True
 
     def dispatch(self, event: dict[str, Any]) -> int:
-        """Hand ``event`` to every local member of its group; how many got it (none once closed)."""
-        if self.closed:
-            return 0
+        """Hand ``event`` to every local member of its group; how many got it (none once closed).
+
+        Observers see it even once closed (the authentication cache stays exact).
+        """
         group = event_group(event)
         observers = self._observers.get(event.get("type"))  # type: ignore[arg-type]
         if observers is not None and group is not None:
             for observer in observers:
                 observer(event)
+        if self.closed:
+            return 0
         members = self.local.get(group) if group is not None else None
         if not members:
             return 0
