@@ -112,6 +112,8 @@ class SlotTracker:
         self._batches: list[tuple[list[str], list[str]]] | None = None
         # Slots released while a refresh is in flight (it may have put them back): removed again after it.
         self._released_in_round: list[Slot] | None = None
+        # Slots given back by release_all (the process drains): their connections' own release is a no-op.
+        self._released_early: set[Slot] = set()
         # redis-py's pool refuses callers beyond its size ("Too many connections")
         # instead of queueing them: a connect burst waits here instead.
         self._redis_calls = asyncio.Semaphore(MAX_CONCURRENT_REDIS_CALLS)
@@ -145,11 +147,30 @@ class SlotTracker:
 
     async def release(self, slot: Slot) -> None:
         """Give a slot back (idempotent). Disconnects arriving together share one round trip."""
+        if slot in self._released_early:
+            self._released_early.discard(slot)
+            return
         self.slots.discard(slot)
         self._batches = None
         if self._released_in_round is not None:
             self._released_in_round.append(slot)
         await self._releases(slot)
+
+    async def release_all(self) -> int:
+        """Give back every slot of this process in one pipelined round trip (it drains); how many.
+
+        Other replicas count the users' connections without them at once; each
+        connection's own :meth:`release` then costs nothing.
+        """
+        slots = list(self.slots)
+        self.slots.clear()
+        self._batches = None
+        self._released_early.update(slots)
+        if self._released_in_round is not None:
+            self._released_in_round.extend(slots)
+        if slots:
+            await self._release_many(slots)
+        return len(slots)
 
     async def _release_many(self, slots: Sequence[Slot]) -> list[None]:
         async with self._redis_calls, get_redis().pipeline(transaction=False) as pipe:

@@ -8,7 +8,8 @@ Feature modules (``ws_service/features/``) register here when imported:
   and its handler ``async (consumer, event)``;
 * :meth:`FrameRegistry.sends` - the frame types the feature sends;
 * :meth:`FrameRegistry.on` - a hook other features announce with
-  :meth:`FrameRegistry.emit` (``"disconnect"`` comes from the kernel).
+  :meth:`FrameRegistry.emit` (``"disconnect"`` comes from the kernel,
+  :data:`DRAIN_HOOK` from the process's drain).
 
 Metrics labels (``ws_messages_received``/``ws_messages_sent``) are made from
 the registered types; the AsyncAPI document and the clients are tested
@@ -24,6 +25,11 @@ from ws_service import metrics
 
 Handler = Callable[[Any, dict[str, Any]], Awaitable[None]]
 Hook = Callable[..., Awaitable[None]]
+
+#: Emitted on :data:`frames` once per process, without arguments, when it starts draining (before its
+#: connections are closed): a feature drops all of the process's state in Redis at once there, so that
+#: each connection's own cleanup then costs no round trip.
+DRAIN_HOOK = "drain"
 
 
 class FrameRegistry:

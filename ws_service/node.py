@@ -76,6 +76,10 @@ class Node:
         self._observers: dict[str, list[Callable[[dict[str, Any]], None]]] = {}
         self._left: list[Callable[[str], None]] = []
         self._lost: list[Callable[[], None]] = []
+        # Groups left in Redis all at once by :meth:`close`: their members' leaves cost no round trip.
+        self._abandoned: set[str] = set()
+        #: Set by :meth:`close`: events are no longer handed to the (closing) connections.
+        self.closed = False
 
     def observe(self, event_type: str, observer: Callable[[dict[str, Any]], None]) -> None:
         """Call ``observer(event)`` for every event of ``event_type``, before handing it to members."""
@@ -110,6 +114,7 @@ class Node:
                 if self.channel is None:
                     self.channel = await layer.new_channel("specific")
                 await layer.group_add_many(new, self.channel)
+                self._abandoned.difference_update(new)
             for group in wanted:
                 self.local.setdefault(group, set()).add(member)
             self._member_groups.setdefault(member, set()).update(wanted)
@@ -121,6 +126,7 @@ class Node:
 
         The local bookkeeping is updated even when Redis fails (then raises):
         a stale membership only costs an unread copy until the group expires.
+        Groups :meth:`close` already left in Redis cost no round trip.
         """
         async with self._membership:
             gone: list[str] = []
@@ -133,13 +139,38 @@ class Node:
                 members.discard(member)
                 if not members:
                     del self.local[group]
-                    gone.append(group)
                     for listener in self._left:
                         listener(group)
+                    if group in self._abandoned:
+                        self._abandoned.discard(group)
+                    else:
+                        gone.append(group)
             if not own:
                 self._member_groups.pop(member, None)
             if gone and self.channel is not None:
                 await self._layer().group_discard_many(gone, self.channel)
+
+    async def close(self) -> None:
+        """Leave every group in Redis in one pipelined round trip: the process is draining.
+
+        The memberships are this process's channel's only; its connections are
+        being closed (1012), so nothing needs their events any more. Leaving
+        them all now spares one round trip per connection (a user's and a
+        session's groups are left by their last local member) and stops
+        events for closing connections. The local bookkeeping stays until
+        each connection leaves; events already on their way are dropped (a
+        reconnecting client replays what it missed with ``since``). Raises if
+        Redis fails (the memberships then expire with the group, ``group_expiry``).
+        """
+        self.closed = True
+        groups = list(self.local)
+        self._abandoned.update(groups)  # at once: a leave from here on skips these
+        if not groups or self.channel is None:
+            return
+        async with self._membership:
+            still = [group for group in groups if group in self._abandoned or group not in self.local]
+            if still:
+                await self._layer().group_discard_many(still, self.channel)
 
     def groups_of(self, member: Member) -> list[str]:
         """The groups ``member`` is in."""
@@ -161,8 +192,9 @@ class Node:
             for listener in self._lost:
                 listener()
         async with self._membership:
-            if self.local:
-                await self._layer().group_add_many(list(self.local), self.channel)
+            groups = [group for group in self.local if group not in self._abandoned]  # none left by close
+            if groups:
+                await self._layer().group_add_many(groups, self.channel)
             self.refreshed_at = time.monotonic()
 
     async def refresh_if_due(self) -> bool:
@@ -178,12 +210,17 @@ class Node:
         return True
 
     def dispatch(self, event: dict[str, Any]) -> int:
-        """Hand ``event`` to every local member of its group; how many got it."""
+        """Hand ``event`` to every local member of its group; how many got it (none once closed).
+
+        Observers see it even once closed (the authentication cache stays exact).
+        """
         group = event_group(event)
         observers = self._observers.get(event.get("type"))  # type: ignore[arg-type]
         if observers is not None and group is not None:
             for observer in observers:
                 observer(event)
+        if self.closed:
+            return 0
         members = self.local.get(group) if group is not None else None
         if not members:
             return 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,6 +118,10 @@ class PresenceTracker:
         # Joins and leaves that arrive together (a subscribe storm, a drain) share one pipelined round trip.
         self._joins = Coalescer(presence.join_many_counted, "presence-joins")
         self._leaves = Coalescer(presence.leave_many_counted, "presence-leaves")
+        # While draining, the leaves' immediate flushes: those arriving together share one flush.
+        self._drain_flushes = Coalescer(self._flush_now, "presence-drain-diffs")
+        # Entries removed by leave_all (the process drains): their connections' own leave is a no-op.
+        self._left_early: set[PresenceEntry] = set()
 
     async def join(self, entry: PresenceEntry) -> None:
         """Add an entry. Joins that arrive together (a subscribe storm) share one pipelined round trip."""
@@ -127,10 +132,30 @@ class PresenceTracker:
 
     async def leave(self, entry: PresenceEntry) -> None:
         """Remove an entry (leaves arriving together share a round trip); while draining, the diff goes out now."""
+        if entry in self._left_early:
+            self._left_early.discard(entry)
+            return
         self.entries.discard(entry)
         self.record(await self._leaves(entry))
         if registry.draining:  # the process exits once its connections are cleaned up: nothing may wait
-            await self.flush(now=True)
+            await self._drain_flushes(None)  # one diff per topic for every leave recorded so far, not one per leave
+
+    async def leave_all(self) -> None:
+        """Remove every entry of this process in one pipelined round trip and announce the diffs now (it drains).
+
+        A user still connected through another process stays present (entries
+        are per connection). Each connection's own :meth:`leave` then costs nothing.
+        """
+        entries = list(self.entries)
+        self.entries.clear()
+        self._left_early.update(entries)
+        for change in await presence.leave_many_counted(entries):
+            self.record(change)
+        await self.flush(now=True)
+
+    async def _flush_now(self, calls: Sequence[None]) -> list[None]:
+        await self.flush(now=True)
+        return [None] * len(calls)
 
     def record(self, change: Change) -> None:
         """Queue a change for the topic's next diff."""

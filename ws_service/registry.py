@@ -7,6 +7,7 @@ Group memberships are the node's (``ws_service.node``).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from prometheus_client import Gauge
@@ -47,8 +48,12 @@ class Registry:
         if self._open_gauge is not None:
             self._open_gauge.set(len(self.connections))
 
-    async def drain(self, grace: float) -> bool:
-        """Close every connection and wait for their cleanup; ``True`` if all finished in time."""
+    async def drain(self, grace: float, before_close: Callable[[], Awaitable[None]] | None = None) -> bool:
+        """Close every connection and wait for their cleanup; ``True`` if all finished in time.
+
+        ``before_close`` runs once ``draining`` is set (handshakes are refused)
+        and before any connection is closed: the process's cleanup at once.
+        """
         self.draining = True
         if self._drain_gauge is not None:
             self._drain_gauge.inc()
@@ -57,6 +62,8 @@ class Registry:
         if not self.connections:
             self._empty.set()
         try:
+            if before_close is not None:
+                await before_close()
             await asyncio.gather(*(connection.drain() for connection in list(self.connections)), return_exceptions=True)
             try:
                 await asyncio.wait_for(self._empty.wait(), grace)

@@ -53,6 +53,7 @@ class CountingLayer:
     def __init__(self, layer: Any) -> None:
         self.layer = layer
         self.adds: list[list[str]] = []
+        self.discards: list[list[str]] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.layer, name)
@@ -60,6 +61,10 @@ class CountingLayer:
     async def group_add_many(self, groups: list[str], channel: str) -> None:
         self.adds.append(list(groups))
         await self.layer.group_add_many(groups, channel)
+
+    async def group_discard_many(self, groups: list[str], channel: str) -> None:
+        self.discards.append(list(groups))
+        await self.layer.group_discard_many(groups, channel)
 
 
 async def test_many_local_members_share_one_group_membership() -> None:
@@ -123,6 +128,39 @@ async def test_a_connect_costs_one_pipelined_call_and_none_once_its_groups_are_j
     assert counting.adds[-1] == [user_group(9102)]  # only the group new to this process
     for inbox in (first, second, third):
         await node.leave_all(inbox)
+
+
+async def test_close_leaves_every_group_in_one_call_and_the_members_leaves_cost_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    node = Node()
+    counting = CountingLayer(get_channel_layer())
+    monkeypatch.setattr(node, "_layer", lambda: counting)
+    inboxes = [Inbox() for _ in range(20)]
+    for number, inbox in enumerate(inboxes):
+        await node.join(inbox, [user_group(9300 + number), BROADCAST_GROUP, topic_group("room.node-close")])
+    groups = [user_group(9300 + number) for number in range(20)] + [BROADCAST_GROUP, topic_group("room.node-close")]
+
+    await node.close()  # the process drains
+    assert node.dispatch({**_message("room.node-close", 1), GROUP_KEY: topic_group("room.node-close")}) == 0
+    assert len(counting.discards) == 1
+    assert sorted(counting.discards[0]) == sorted(groups)
+    assert [await _members(group) for group in groups] == [0] * len(groups)
+    await node.rejoin()  # e.g. the layer monitor, while draining: puts back none of them
+    assert [await _members(group) for group in groups] == [0] * len(groups)
+    layer: Any = get_channel_layer()
+    await layer.group_send(BROADCAST_GROUP, {"type": "deliver", "payload": {"type": "to-all"}})
+    for inbox in inboxes:
+        await node.leave_all(inbox)
+    assert len(counting.discards) == 1  # no round trip per connection
+    assert node.local == {}
+    assert [inbox.events for inbox in inboxes] == [[] for _ in inboxes]  # nothing for closing connections
+
+    late = Inbox()  # joined after the close: its group is left in Redis as usual
+    await node.join(late, [user_group(9399)])
+    await node.leave_all(late)
+    assert counting.discards[-1] == [user_group(9399)]
+    assert await _members(user_group(9399)) == 0
 
 
 async def test_rejoin_restores_memberships_redis_lost() -> None:

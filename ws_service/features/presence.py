@@ -13,7 +13,7 @@ from typing import Any
 
 from shared.presence import PresenceEntry
 from ws_service.features.topics import JOINED_HOOK, LEFT_HOOK, authorized_topic, reported_as_unavailable, subscriptions
-from ws_service.frames import frames
+from ws_service.frames import DRAIN_HOOK, frames
 from ws_service.kernel import KernelConsumer
 from ws_service.presence_frames import parse_after
 from ws_service.presence_tracker import TOPIC_PRESENCE_EVENT, encoded_diff, get_tracker, presence_reply
@@ -38,6 +38,10 @@ async def _left(consumer: KernelConsumer, topic: str) -> None:
     await get_tracker().leave(_entry(consumer, topic))
 
 
+async def _draining() -> None:
+    await get_tracker().leave_all()
+
+
 async def on_presence(consumer: KernelConsumer, message: dict[str, Any]) -> None:
     topic = authorized_topic(consumer, message)
     after = parse_after(message)  # before the block below: a ProtocolError there would read as internal
@@ -55,4 +59,5 @@ frames.request("presence", on_presence)
 frames.event(TOPIC_PRESENCE_EVENT, topic_presence)
 frames.on(JOINED_HOOK, _joined)
 frames.on(LEFT_HOOK, _left)
+frames.on(DRAIN_HOOK, _draining)
 frames.sends("presence", "presence_diff")

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
+
+from redis.exceptions import RedisError
 
 from ws_service.registry import registry
 
 logger = logging.getLogger("ws.server")
+
+# The most the process's own cleanup may delay the connections' close frames.
+CLEANUP_TIMEOUT_SECONDS = 3.0
 
 
 async def drain(grace: float, stop_listening: Callable[[], None]) -> bool:
@@ -25,8 +31,40 @@ async def drain(grace: float, stop_listening: Callable[[], None]) -> bool:
         logger.exception("could not stop listening")
     count = len(registry.connections)
     logger.info("draining %d connections (grace %.1fs)", count, grace)
-    if await registry.drain(grace):
+    if await registry.drain(grace, _clean_up_process):
         logger.info("drained %d connections; stopping", count)
     else:
         logger.warning("drain grace of %.1fs ran out with %d connections left", grace, len(registry.connections))
     return True
+
+
+async def _clean_up_process() -> None:
+    """The process's state in Redis, dropped at once before its connections close (each one's cleanup then costs none).
+
+    Concurrently, each in about one pipelined round trip: the node leaves every
+    group, the slots are given back, features drop theirs (:data:`DRAIN_HOOK`;
+    presence removes the entries and announces the leaves). Bounded by
+    ``CLEANUP_TIMEOUT_SECONDS``: if Redis fails or hangs, what is left expires
+    by its TTL, as after a crash.
+    """
+    # Imported here: these import Django models, not loadable before the launcher has set Django up.
+    from ws_service.connection_slots import get_slot_tracker
+    from ws_service.frames import DRAIN_HOOK, frames
+    from ws_service.node import get_node
+
+    steps = {
+        "leave the groups": get_node().close(),
+        "release the connection slots": get_slot_tracker().release_all(),
+        "run the drain hooks": frames.emit(DRAIN_HOOK),
+    }
+    try:
+        async with asyncio.timeout(CLEANUP_TIMEOUT_SECONDS):
+            results = await asyncio.gather(*steps.values(), return_exceptions=True)
+    except TimeoutError:
+        logger.warning("drain cleanup took over %.1fs; what is left expires by its TTL", CLEANUP_TIMEOUT_SECONDS)
+        return
+    for what, result in zip(steps, results, strict=True):
+        if isinstance(result, (RedisError, OSError)):
+            logger.warning("could not %s while draining (it expires by its TTL): %s", what, result)
+        elif isinstance(result, BaseException):
+            logger.error("could not %s while draining", what, exc_info=result)
