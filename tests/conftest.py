@@ -166,5 +166,18 @@ def _start_rank(item: pytest.Item) -> int:
     return len(LONGEST_FIRST)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Daphne's asyncio reactor first, as the ws launcher does (``daphne.server`` installs it).
+
+    Django no longer imports Daphne (it is not an installed app), so a test
+    module importing ``twisted.internet.reactor`` before any Daphne test would
+    install Twisted's default reactor, and Daphne's tests would then fail on
+    Daphne's "non-asyncio reactor" warning.
+    """
+    import daphne.server  # noqa: F401
+
+    del config
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=_start_rank)  # stable: the order within a module is kept

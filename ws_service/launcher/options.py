@@ -75,7 +75,7 @@ class ServerOptions:
             # Where /metrics listens: the server's address unless set (compose: 127.0.0.1).
             metrics_bind=env_str("METRICS_BIND", bind),
             # Allocations between young garbage collections (ws_service.launcher.gc_tuning); 0: Python's 2,000.
-            gc_threshold=env_int("WS_GC_THRESHOLD", 50_000, minimum=0),
+            gc_threshold=env_int("WS_GC_THRESHOLD", 0, minimum=0),
         )
 
     def application(self, application: Any) -> Any:
