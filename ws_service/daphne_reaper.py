@@ -36,7 +36,7 @@ import time
 from concurrent.futures import CancelledError
 from typing import Any, Final
 
-from ws_service.daphne_version import supported
+from ws_service.daphne_version import kept_on, supported
 
 logger = logging.getLogger("daphne.server")  # Daphne's own logger: its messages stay where they were
 
@@ -103,11 +103,7 @@ class ApplicationReaper:
 
 
 def reaper_of(server: Any) -> ApplicationReaper:
-    reaper: ApplicationReaper | None = getattr(server, REAPER_ATTRIBUTE, None)
-    if reaper is None:
-        reaper = ApplicationReaper(server)
-        setattr(server, REAPER_ATTRIBUTE, reaper)
-    return reaper
+    return kept_on(server, REAPER_ATTRIBUTE, ApplicationReaper)
 
 
 def install() -> bool:

@@ -31,7 +31,7 @@ import math
 import time
 from typing import Any, Final
 
-from ws_service.daphne_version import supported
+from ws_service.daphne_version import kept_on, supported
 
 SWEEP_SECONDS: Final = 2.0
 WHEEL_ATTRIBUTE: Final = "_ws_timeout_wheel"
@@ -85,11 +85,7 @@ class TimeoutWheel:
 
 
 def wheel_of(server: Any) -> TimeoutWheel:
-    wheel: TimeoutWheel | None = getattr(server, WHEEL_ATTRIBUTE, None)
-    if wheel is None:
-        wheel = TimeoutWheel(server)
-        setattr(server, WHEEL_ATTRIBUTE, wheel)
-    return wheel
+    return kept_on(server, WHEEL_ATTRIBUTE, TimeoutWheel)
 
 
 def install() -> None:

@@ -13,25 +13,9 @@ ALLOWED_BEFORE_SETUP = {"os", "django.core.asgi"}
 
 
 def test_imports_in_a_fresh_interpreter() -> None:
-    # Only what start-up requires: the settings module, and the secret key that
-    # production settings insist on (see test_settings). No database or Redis.
-    env = {
-        "PATH": os.environ["PATH"],
-        "DJANGO_SETTINGS_MODULE": "shared.settings",
-        "DJANGO_SECRET_KEY": "import-order-test",
-    }
-    code = "import ws_service.asgi as m; print(type(m.application).__name__)"
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        cwd=ASGI_FILE.parents[1],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
+    assert (
+        _fresh_interpreter("import ws_service.asgi as m; print(type(m.application).__name__)") == "ProtocolTypeRouter"
     )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ProtocolTypeRouter"
 
 
 def test_the_uvicorn_worker_does_not_import_daphne_or_twisted() -> None:
@@ -41,15 +25,24 @@ def test_the_uvicorn_worker_does_not_import_daphne_or_twisted() -> None:
     imported through ``INSTALLED_APPS`` (the ``daphne`` app only adds its
     ``runserver``). The Daphne launchers import it themselves, first.
     """
+    code = (
+        "import sys; from ws_service.launcher import uvicorn_backend; import ws_service.asgi; "
+        "print(sorted(m for m in ('daphne', 'twisted', 'autobahn') if m in sys.modules))"
+    )
+    assert _fresh_interpreter(code) == "[]"
+
+
+def _fresh_interpreter(code: str) -> str:
+    """What ``code`` prints in a new interpreter with only what start-up requires.
+
+    The settings module, and the secret key that production settings insist on
+    (see test_settings). No database or Redis.
+    """
     env = {
         "PATH": os.environ["PATH"],
         "DJANGO_SETTINGS_MODULE": "shared.settings",
         "DJANGO_SECRET_KEY": "import-order-test",
     }
-    code = (
-        "import sys; from ws_service.launcher import uvicorn_backend; import ws_service.asgi; "
-        "print(sorted(m for m in ('daphne', 'twisted', 'autobahn') if m in sys.modules))"
-    )
     result = subprocess.run(
         [sys.executable, "-c", code],
         env=env,
@@ -60,7 +53,7 @@ def test_the_uvicorn_worker_does_not_import_daphne_or_twisted() -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    return result.stdout.strip()
 
 
 def _imported_modules(node: ast.stmt) -> set[str]:
