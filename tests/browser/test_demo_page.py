@@ -194,24 +194,32 @@ class DemoPage:
         ]
 
 
-async def test_two_users_chat_and_the_page_recovers_after_a_ws_restart(
-    demo_web: DaphneServer, ws_server: DaphneServer, browser: Browser
-) -> None:
+async def two_users_in_a_room(browser: Browser, web_url: str, kind: str) -> tuple[DemoPage, DemoPage, str]:
+    """Two new users (alice-…, bob-…), each logged in on the demo page of the same new room ``room.<kind>-…``.
+
+    Returns their pages and the room's suffix-bearing name.
+    """
     suffix = uuid.uuid4().hex[:10]
     alice = await sync_to_async(make_user)(f"alice-{suffix}")
     bob = await sync_to_async(make_user)(f"bob-{suffix}")
-    room = f"room.demo-{suffix}"
-
-    page_a = await DemoPage.open(browser, demo_web.http_url, alice.username)
-    page_b = await DemoPage.open(browser, demo_web.http_url, bob.username)
+    room = f"room.{kind}-{suffix}"
+    page_a = await DemoPage.open(browser, web_url, alice.username)
+    page_b = await DemoPage.open(browser, web_url, bob.username)
     await page_a.join(room)
     await page_b.join(room)
+    return page_a, page_b, room
+
+
+async def test_two_users_chat_and_the_page_recovers_after_a_ws_restart(
+    demo_web: DaphneServer, ws_server: DaphneServer, browser: Browser
+) -> None:
+    page_a, page_b, room = await two_users_in_a_room(browser, demo_web.http_url, "demo")
 
     # Messages both ways.
     await page_a.post("hello from alice")
-    await page_b.expect_message_once("hello from alice", alice.username)
+    await page_b.expect_message_once("hello from alice", page_a.username)
     await page_b.post("hello from bob")
-    await page_a.expect_message_once("hello from bob", bob.username)
+    await page_a.expect_message_once("hello from bob", page_b.username)
 
     # Restart the ws service; post over HTTP while it is down.
     missed = ["posted while the ws service was down 1", "posted while the ws service was down 2"]
@@ -224,7 +232,7 @@ async def test_two_users_chat_and_the_page_recovers_after_a_ws_restart(
             # The drain closed with 1012: said in words, and kept while the attempts fail.
             await expect(page.page.locator("#status")).to_have_text("The server is restarting — reconnecting…")
             await expect(page.page.locator("#post-button")).to_be_disabled()
-        http = await login(demo_web.http_url, bob.username, PASSWORD)
+        http = await login(demo_web.http_url, page_b.username, PASSWORD)
         try:
             for text in missed:
                 response = await http.post(
@@ -241,13 +249,13 @@ async def test_two_users_chat_and_the_page_recovers_after_a_ws_restart(
     for page in (page_a, page_b):
         await page.expect_connected(within_ms=RECOVERY_MS)
         for text in missed:
-            await page.expect_message_once(text, bob.username)
+            await page.expect_message_once(text, page_b.username)
 
     # Live again after the restart, in both directions.
     await page_b.post("after the restart")
-    await page_a.expect_message_once("after the restart", bob.username)
+    await page_a.expect_message_once("after the restart", page_b.username)
     await page_a.post("welcome back")
-    await page_b.expect_message_once("welcome back", alice.username)
+    await page_b.expect_message_once("welcome back", page_a.username)
     expected = ["hello from alice", "hello from bob", *missed, "after the restart", "welcome back"]
     for page in (page_a, page_b):
         assert await page.texts() == expected
@@ -283,24 +291,17 @@ async def _post_over_http(web_url: str, username: str, topic: str, texts: list[s
 async def test_a_reload_and_returning_to_a_room_show_its_recent_history(
     demo_web: DaphneServer, browser: Browser
 ) -> None:
-    suffix = uuid.uuid4().hex[:10]
-    alice = await sync_to_async(make_user)(f"alice-{suffix}")
-    bob = await sync_to_async(make_user)(f"bob-{suffix}")
-    room = f"room.history-{suffix}"
-    page_a = await DemoPage.open(browser, demo_web.http_url, alice.username)
-    page_b = await DemoPage.open(browser, demo_web.http_url, bob.username)
-    await page_a.join(room)
-    await page_b.join(room)
+    page_a, page_b, room = await two_users_in_a_room(browser, demo_web.http_url, "history")
     await page_a.post("first")
     await page_b.post("second")
-    await page_a.expect_message_once("second", bob.username)
+    await page_a.expect_message_once("second", page_b.username)
 
     # A reload: the page starts empty and shows the stored messages again, once each.
     await page_a.page.reload()
     await page_a.expect_connected()
     await page_a.expect_room(room)
-    await page_a.expect_message_once("first", alice.username)
-    await page_a.expect_message_once("second", bob.username)
+    await page_a.expect_message_once("first", page_a.username)
+    await page_a.expect_message_once("second", page_b.username)
     assert await page_a.texts() == ["first", "second"]
 
     # Away to another room (its own history only), then back: the room's history is there.
@@ -308,12 +309,12 @@ async def test_a_reload_and_returning_to_a_room_show_its_recent_history(
     await expect(page_a.page.locator("#messages li.message .text", has_text="second")).to_have_count(0)
     await page_b.post("while alice was away")
     await page_a.join(room)
-    await page_a.expect_message_once("while alice was away", bob.username)
+    await page_a.expect_message_once("while alice was away", page_b.username)
     assert await page_a.texts() == ["first", "second", "while alice was away"]
 
     # Live after the history.
     await page_b.post("live again")
-    await page_a.expect_message_once("live again", bob.username)
+    await page_a.expect_message_once("live again", page_b.username)
     assert await page_a.texts() == ["first", "second", "while alice was away", "live again"]
     assert page_a.errors == [], page_a.errors
 

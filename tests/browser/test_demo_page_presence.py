@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
 
 import pytest
-from asgiref.sync import sync_to_async
 from playwright.async_api import Browser, Locator, expect
 
 from tests.browser.test_demo_page import (
@@ -23,10 +21,10 @@ from tests.browser.test_demo_page import (
     chromium_path,
     demo_servers,
     demo_web,
+    two_users_in_a_room,
     ws_server,
 )
 from tests.support.servers import DaphneServer
-from tests.support.users import make_user
 
 __all__ = ["browser", "chromium_path", "demo_servers", "demo_web", "ws_server"]  # fixtures shared with the page tests
 
@@ -40,28 +38,21 @@ def _present(page: DemoPage, username: str) -> Locator:
 async def test_two_users_see_each_other_here_now_and_after_a_ws_restart(
     demo_web: DaphneServer, ws_server: DaphneServer, browser: Browser
 ) -> None:
-    suffix = uuid.uuid4().hex[:10]
-    alice = await sync_to_async(make_user)(f"alice-{suffix}")
-    bob = await sync_to_async(make_user)(f"bob-{suffix}")
-    room = f"room.here-{suffix}"
-    page_a = await DemoPage.open(browser, demo_web.http_url, alice.username)
-    page_b = await DemoPage.open(browser, demo_web.http_url, bob.username)
-    await page_a.join(room)
-    await page_b.join(room)
+    page_a, page_b, room = await two_users_in_a_room(browser, demo_web.http_url, "here")
     for page in (page_a, page_b):
         await expect(page.page.locator("#presence-panel")).to_be_visible()
-        for user in (alice, bob):
-            await expect(_present(page, user.username)).to_have_count(1)
+        for username in (page_a.username, page_b.username):
+            await expect(_present(page, username)).to_have_count(1)
 
-    await page_b.join(f"room.elsewhere-{suffix}")
-    await expect(_present(page_a, bob.username)).to_have_count(0)
+    await page_b.join(f"{room}-elsewhere")
+    await expect(_present(page_a, page_b.username)).to_have_count(0)
     await page_b.join(room)
-    await expect(_present(page_a, bob.username)).to_have_count(1)
+    await expect(_present(page_a, page_b.username)).to_have_count(1)
 
     await asyncio.to_thread(ws_server.stop)
     await asyncio.to_thread(ws_server.start)
     for page in (page_a, page_b):
         await page.expect_connected(within_ms=RECOVERY_MS)
-        for user in (alice, bob):
-            await expect(_present(page, user.username)).to_have_count(1)
+        for username in (page_a.username, page_b.username):
+            await expect(_present(page, username)).to_have_count(1)
         assert page.errors == [], page.errors

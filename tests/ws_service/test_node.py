@@ -67,6 +67,15 @@ class CountingLayer:
         await self.layer.group_discard_many(groups, channel)
 
 
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> tuple[Node, CountingLayer]:
+    """A node of its own whose membership calls to the real layer are counted."""
+    node = Node()
+    counting = CountingLayer(get_channel_layer())
+    monkeypatch.setattr(node, "_layer", lambda: counting)
+    return node, counting
+
+
 async def test_many_local_members_share_one_group_membership() -> None:
     node = Node()
     inboxes = [Inbox() for _ in range(50)]
@@ -114,11 +123,9 @@ async def test_user_session_and_broadcast_groups_reach_their_members_only() -> N
 
 
 async def test_a_connect_costs_one_pipelined_call_and_none_once_its_groups_are_joined(
-    monkeypatch: pytest.MonkeyPatch,
+    counted: tuple[Node, CountingLayer],
 ) -> None:
-    node = Node()
-    counting = CountingLayer(get_channel_layer())
-    monkeypatch.setattr(node, "_layer", lambda: counting)
+    node, counting = counted
     first, second, third = Inbox(), Inbox(), Inbox()
     await node.join(first, [user_group(9101), BROADCAST_GROUP, "session.node-b"])
     assert counting.adds == [[user_group(9101), BROADCAST_GROUP, "session.node-b"]]
@@ -131,11 +138,9 @@ async def test_a_connect_costs_one_pipelined_call_and_none_once_its_groups_are_j
 
 
 async def test_close_leaves_every_group_in_one_call_and_the_members_leaves_cost_none(
-    monkeypatch: pytest.MonkeyPatch,
+    counted: tuple[Node, CountingLayer],
 ) -> None:
-    node = Node()
-    counting = CountingLayer(get_channel_layer())
-    monkeypatch.setattr(node, "_layer", lambda: counting)
+    node, counting = counted
     inboxes = [Inbox() for _ in range(20)]
     for number, inbox in enumerate(inboxes):
         await node.join(inbox, [user_group(9300 + number), BROADCAST_GROUP, topic_group("room.node-close")])
