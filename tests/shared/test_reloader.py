@@ -76,11 +76,21 @@ def watched(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
     try:
         yield app, reloader
     finally:
+        # SIGTERM, as compose stops it: the reloader stops its command first (a SIGKILL would
+        # leave the command running on its own, forever).
         if reloader.poll() is None:
-            reloader.kill()
-        reloader.wait(10)
+            reloader.send_signal(signal.SIGTERM)
+            try:
+                reloader.wait(WAIT_SECONDS)
+            except subprocess.TimeoutExpired:
+                reloader.kill()
+                reloader.wait(WAIT_SECONDS)
         assert reloader.stderr is not None
         reloader.stderr.close()
+        report = read_report(app)
+        if report is not None and alive(report[0]):
+            os.kill(report[0], signal.SIGKILL)
+            raise AssertionError(f"the command {report[0]} outlived its reloader")
 
 
 def test_a_change_restarts_the_command(watched: tuple[Path, subprocess.Popen[bytes]]) -> None:
