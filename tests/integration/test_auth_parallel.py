@@ -51,16 +51,14 @@ ANY_WAITING_ON_LOCK = (
 def bounded_ws(
     service_env: dict[str, str], django_db_setup: None, logs_dir: Path, ws_server_kind: str
 ) -> Iterator[DaphneServer]:
-    env = {
-        **service_env,
-        "WS_SERVER": ws_server_kind,
-        "WS_AUTH_DB_CONNECTIONS": str(BOUND),
-        "WS_MAX_CONNECTIONS_PER_USER": str(BURST),
-    }
-    server = DaphneServer.ws(env, logs_dir / f"auth-parallel-{ws_server_kind}.log")
-    server.start()
-    yield server
-    server.stop()
+    with DaphneServer.running_ws(
+        service_env,
+        logs_dir / f"auth-parallel-{ws_server_kind}.log",
+        ws_server_kind,
+        WS_AUTH_DB_CONNECTIONS=str(BOUND),
+        WS_MAX_CONNECTIONS_PER_USER=str(BURST),
+    ) as server:
+        yield server
 
 
 @pytest.fixture

@@ -50,17 +50,15 @@ def draining_ws(
     service_env: dict[str, str], django_db_setup: None, logs_dir: Path, ws_server_kind: str
 ) -> Iterator[DaphneServer]:
     """A ws process of this test's own, to be sent SIGTERM."""
-    env = {
-        **service_env,
-        "WS_DRAIN_TIMEOUT": str(DRAIN_TIMEOUT_SECONDS),
-        "WS_SERVER": ws_server_kind,
-        "WS_HANDSHAKES_PER_ADDRESS_PER_SECOND": "100000",
-        "WS_HANDSHAKE_BURST_PER_ADDRESS": "100000",
-    }
-    server = DaphneServer.ws(env, logs_dir / f"drain-cleanup-{ws_server_kind}.log")
-    server.start()
-    yield server
-    server.stop()
+    with DaphneServer.running_ws(
+        service_env,
+        logs_dir / f"drain-cleanup-{ws_server_kind}.log",
+        ws_server_kind,
+        WS_DRAIN_TIMEOUT=str(DRAIN_TIMEOUT_SECONDS),
+        WS_HANDSHAKES_PER_ADDRESS_PER_SECOND="100000",
+        WS_HANDSHAKE_BURST_PER_ADDRESS="100000",
+    ) as server:
+        yield server
 
 
 async def _subscribed(url: str, user: User) -> ClientConnection:

@@ -39,13 +39,9 @@ def test_the_ws_process_applies_it_before_listening(
     service_env: dict[str, str], django_db_setup: None, logs_dir: Path, ws_server_kind: str
 ) -> None:
     log = logs_dir / f"gc-{ws_server_kind}.log"
-    env = {**service_env, "WS_SERVER": ws_server_kind, "WS_GC_THRESHOLD": str(THRESHOLD), "DJANGO_LOG_LEVEL": "INFO"}
-    server = DaphneServer.ws(env, log)
-    server.start()
-    try:
+    overrides = {"WS_GC_THRESHOLD": str(THRESHOLD), "DJANGO_LOG_LEVEL": "INFO"}
+    with DaphneServer.running_ws(service_env, log, ws_server_kind, **overrides):
         lines = [line for line in log.read_text().splitlines() if "garbage collector:" in line]
-    finally:
-        server.stop()
     assert lines, log.read_text()[-2000:]
     assert f"young threshold {THRESHOLD}" in lines[-1]
     frozen = int(lines[-1].split("garbage collector: ")[1].split()[0])

@@ -28,17 +28,15 @@ BURST = 3
 def proxied_ws(
     service_env: dict[str, str], django_db_setup: None, logs_dir: Path, ws_server_kind: str
 ) -> Iterator[DaphneServer]:
-    env = {
-        **service_env,
-        "WS_SERVER": ws_server_kind,
-        "WS_PROXY_HEADERS": "1",
-        "WS_HANDSHAKES_PER_ADDRESS_PER_SECOND": "0.05",  # one more every 20 s: none during a test
-        "WS_HANDSHAKE_BURST_PER_ADDRESS": str(BURST),
-    }
-    server = DaphneServer.ws(env, logs_dir / f"proxied-ws-{ws_server_kind}.log")
-    server.start()
-    yield server
-    server.stop()
+    with DaphneServer.running_ws(
+        service_env,
+        logs_dir / f"proxied-ws-{ws_server_kind}.log",
+        ws_server_kind,
+        WS_PROXY_HEADERS="1",
+        WS_HANDSHAKES_PER_ADDRESS_PER_SECOND="0.05",  # one more every 20 s: none during a test
+        WS_HANDSHAKE_BURST_PER_ADDRESS=str(BURST),
+    ) as server:
+        yield server
 
 
 async def _close_code(server: DaphneServer, headers: dict[str, str], **options: str | None) -> int:

@@ -32,16 +32,14 @@ BOUND = PING_INTERVAL + PING_TIMEOUT + GRID
 def keepalive_server(
     service_env: dict[str, str], django_db_setup: None, logs_dir: Path, ws_server_kind: str
 ) -> Iterator[DaphneServer]:
-    env = {
-        **service_env,
-        "WS_SERVER": ws_server_kind,
-        "WS_PING_INTERVAL": str(PING_INTERVAL),
-        "WS_PING_TIMEOUT": str(PING_TIMEOUT),
-    }
-    server = DaphneServer.ws(env, logs_dir / f"keepalive-{ws_server_kind}.log")
-    server.start()
-    yield server
-    server.stop()
+    with DaphneServer.running_ws(
+        service_env,
+        logs_dir / f"keepalive-{ws_server_kind}.log",
+        ws_server_kind,
+        WS_PING_INTERVAL=str(PING_INTERVAL),
+        WS_PING_TIMEOUT=str(PING_TIMEOUT),
+    ) as server:
+        yield server
 
 
 async def _socket(server: DaphneServer, username: str) -> ClientConnection:

@@ -7,6 +7,7 @@ missing binary fails the run with a message naming what to install.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -179,6 +180,17 @@ class DaphneServer:
     def ws(cls, env: Mapping[str, str], log_path: Path) -> DaphneServer:
         """The ws service through its real launcher (``python -m ws_service``)."""
         return cls("ws", [sys.executable, "-m", "ws_service"], {**env, "WS_BIND": HOST, "WS_PORT": "{port}"}, log_path)
+
+    @classmethod
+    @contextlib.contextmanager
+    def running_ws(cls, env: Mapping[str, str], log_path: Path, kind: str, **overrides: str) -> Iterator[DaphneServer]:
+        """A ws process on server ``kind`` (``WS_SERVER``) with ``overrides`` on top of ``env``; stopped at the end."""
+        server = cls.ws({**env, "WS_SERVER": kind, **overrides}, log_path)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
 
     @property
     def http_url(self) -> str:
