@@ -103,8 +103,10 @@ def _on_logout(sender: Any, request: HttpRequest, user: Any, **kwargs: Any) -> N
 
 
 def _on_session_deleted(sender: Any, instance: Session, **kwargs: Any) -> None:
-    delete_session_tickets(instance.session_key)
-    revoke_session(instance.session_key)
+    session_key = instance.session_key
+    delete_session_tickets(session_key)
+    # After the commit, like the user's revocations: a delete that is rolled back closes no socket.
+    transaction.on_commit(lambda: revoke_session(session_key))
 
 
 def _revocation_reason(instance: Any) -> str:

@@ -7,12 +7,15 @@ skipped, so these tests hold with or without those features.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.sessions.models import Session
+from django.db import transaction
 
 from shared import messaging
 from shared.current_user import use_current_user
@@ -195,6 +198,38 @@ async def test_revoking_the_session_closes_its_sockets_with_4401() -> None:
 async def test_deleting_the_session_closes_its_sockets() -> None:
     alice, _, key = await connect_user("alice")
     await sync_to_async(lambda: Session.objects.get(session_key=key).delete())()
+    assert await _closed_code(alice) == CLOSE_UNAUTHENTICATED
+
+
+async def test_a_session_delete_that_is_rolled_back_closes_no_socket() -> None:
+    alice, _, key = await connect_user("alice")
+
+    def delete_then_roll_back() -> None:
+        with contextlib.suppress(RuntimeError), transaction.atomic():
+            Session.objects.get(session_key=key).delete()
+            raise RuntimeError("roll back")
+
+    await sync_to_async(delete_then_roll_back)()
+    assert await sync_to_async(Session.objects.filter(session_key=key).exists)()
+    assert await alice.receive_nothing(0.5)
+
+
+async def test_a_session_deleted_in_a_transaction_closes_its_sockets_after_the_commit() -> None:
+    alice, _, key = await connect_user("alice")
+    in_transaction = threading.Event()
+    commit = threading.Event()
+
+    def delete_and_wait_for_commit() -> None:
+        with transaction.atomic():
+            Session.objects.get(session_key=key).delete()
+            in_transaction.set()
+            commit.wait(5)
+
+    deleting = asyncio.ensure_future(sync_to_async(delete_and_wait_for_commit, thread_sensitive=False)())
+    await asyncio.to_thread(in_transaction.wait, 5)
+    assert await alice.receive_nothing(0.3)  # not before the commit
+    commit.set()
+    await deleting
     assert await _closed_code(alice) == CLOSE_UNAUTHENTICATED
 
 
