@@ -257,10 +257,11 @@ class KernelConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
             # reads as final to clients; this one accepted in the last moment before the
             # listening socket closed should simply try again, reaching another replica.
             metrics.handshake_decided(self.scope, metrics.OUTCOME_DRAINING)
-            await self.accept()
-            await self.drain()
+            if await self.accepted():
+                await self.drain()
             return
-        await self.accept()
+        if not await self.accepted():
+            return
         if self.scope.get("auth_unavailable"):
             metrics.handshake_decided(self.scope, metrics.OUTCOME_UNAVAILABLE)
             await self.close(code=CLOSE_TRY_AGAIN_LATER, reason="authentication unavailable")
@@ -292,6 +293,20 @@ class KernelConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
         metrics.handshake_decided(self.scope, metrics.OUTCOME_ACCEPTED)
         logger.info("connected")
         await self.welcome()
+
+    async def accepted(self) -> bool:
+        """Accept the handshake; ``False`` when the client already left (nothing more to do).
+
+        Uvicorn raises ``ClientDisconnected`` (an ``OSError``) for a client that
+        closed its socket while the handshake was being decided.
+        """
+        try:
+            await self.accept()
+        except OSError as exc:
+            logger.info("client left during the handshake: %s", exc or type(exc).__name__)
+            self.gone = True
+            return False
+        return True
 
     async def welcome(self) -> None:
         """The first frame of an accepted connection."""

@@ -10,10 +10,13 @@ the limit is closed with 4429. Runs with the default limits (docs/configuration.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
+import os
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -23,7 +26,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from shared.models import WsTicket
 from shared.tickets import issue_ticket
-from tests.support.live import open_ws, recv_json, send_json
+from tests.support.live import open_ws, page_origin, recv_json, send_json
 from tests.support.servers import DaphneServer
 from tests.support.users import make_user, session_key_for
 from ws_service.protocol import (
@@ -37,6 +40,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 MAX_MESSAGE_BYTES = 64 * 1024
 DEFAULT_MAX_CONNECTIONS = 20
+LEAVERS = 20  # handshakes abandoned while their session is read
 FLOOD_FRAMES = 500  # far more than burst (40) + strikes (50)
 
 
@@ -218,3 +222,36 @@ async def test_connections_over_the_per_user_limit_close_4429(ws_server: DaphneS
                 break
     finally:
         await asyncio.gather(*(ws.close() for ws in sockets))
+
+
+async def _leave_mid_handshake(ws_url: str, cookie: str) -> None:
+    """Send an upgrade request and close the socket before the server can answer it."""
+    parts = urlsplit(ws_url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    reader, writer = await asyncio.open_connection(host, port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        (
+            f"GET /ws/ HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: {page_origin(ws_url)}\r\n"
+            f"Cookie: {cookie}\r\n\r\n"
+        ).encode()
+    )
+    await writer.drain()
+    writer.transport.abort()  # gone while the server reads the session from the database
+    del reader
+
+
+async def test_a_client_leaving_mid_handshake_logs_no_error(ws_server: DaphneServer) -> None:
+    cookies = [await _session(f"leaver{i}") for i in range(LEAVERS)]
+    start = ws_server.log_path.stat().st_size
+    for cookie in cookies:  # new sessions: each handshake waits for a database read
+        await _leave_mid_handshake(ws_server.ws_url, cookie)
+    ws = await _welcomed(ws_server, cookies[0])  # the server took every one of them and still serves
+    await _still_answers_ping(ws)
+    await ws.close()
+    with ws_server.log_path.open() as log:
+        log.seek(start)
+        written = log.read()
+    assert "unhandled error" not in written
+    assert "Traceback" not in written
