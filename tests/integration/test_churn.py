@@ -51,10 +51,8 @@ CLEANUP_WAIT = 15.0
 @pytest.fixture
 def churn_server(service_env: dict[str, str], django_db_setup: None, logs_dir: Path) -> Iterator[DaphneServer]:
     """A ws process of its own, so its memory reflects only this test."""
-    server = DaphneServer.ws(service_env, logs_dir / "churn.log")
-    server.start()
-    yield server
-    server.stop()
+    with DaphneServer.running_ws_env(service_env, logs_dir / "churn.log") as server:
+        yield server
 
 
 @pytest.fixture

@@ -29,13 +29,15 @@ INTERVAL = 1.0  # WS_TYPING_INTERVAL_SECONDS of both replicas
 def replicas(
     service_env: dict[str, str], django_db_setup: None, logs_dir: Path, ws_server_kind: str
 ) -> Iterator[list[DaphneServer]]:
-    env = {**service_env, "WS_SERVER": ws_server_kind, "WS_TYPING_INTERVAL_SECONDS": str(INTERVAL)}
-    servers = [DaphneServer.ws(env, logs_dir / f"typing-{ws_server_kind}-{i}.log") for i in range(2)]
-    for server in servers:
-        server.start()
-    yield servers
-    for server in servers:
-        server.stop()
+    with DaphneServer.running_replicas(
+        service_env,
+        logs_dir,
+        f"typing-{ws_server_kind}",
+        2,
+        WS_SERVER=ws_server_kind,
+        WS_TYPING_INTERVAL_SECONDS=str(INTERVAL),
+    ) as servers:
+        yield servers
 
 
 async def _socket(replica: DaphneServer, username: str) -> ClientConnection:

@@ -38,11 +38,10 @@ def own_ws(
     service_env: dict[str, str], django_db_setup: None, logs_dir: Path, ws_server_kind: str
 ) -> Iterator[DaphneServer]:
     """A ws process of this test's own (on each server), so it can be stopped and restarted."""
-    env = {**service_env, "WS_DRAIN_TIMEOUT": "8", "WS_SERVER": ws_server_kind}
-    server = DaphneServer.ws(env, logs_dir / f"faults-ws-{ws_server_kind}.log")
-    server.start()
-    yield server
-    server.stop()
+    with DaphneServer.running_ws(
+        service_env, logs_dir / f"faults-ws-{ws_server_kind}.log", ws_server_kind, WS_DRAIN_TIMEOUT="8"
+    ) as server:
+        yield server
 
 
 async def _socket(server: DaphneServer, username: str) -> tuple[ClientConnection, str]:

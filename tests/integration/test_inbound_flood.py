@@ -68,11 +68,10 @@ def flood_server(
     service_env: dict[str, str], django_db_setup: None, logs_dir: Path, ws_server_kind: str
 ) -> Iterator[DaphneServer]:
     """The ws service with the rate limit out of the way: every flooded frame reaches the consumer."""
-    env = {**service_env, **UNLIMITED_RATE, "WS_SERVER": ws_server_kind}
-    server = DaphneServer.ws(env, logs_dir / f"flood-ws-{ws_server_kind}.log")
-    server.start()
-    yield server
-    server.stop()
+    with DaphneServer.running_ws(
+        service_env, logs_dir / f"flood-ws-{ws_server_kind}.log", ws_server_kind, **UNLIMITED_RATE
+    ) as server:
+        yield server
 
 
 def _rss_mib(pid: int) -> float:

@@ -23,13 +23,10 @@ PRESENCE_TTL = 6  # seconds; the default is 20
 
 @pytest.fixture(scope="module")
 def replicas(service_env: dict[str, str], django_db_setup: None, logs_dir: Path) -> Iterator[list[DaphneServer]]:
-    env = {**service_env, "PRESENCE_TTL_SECONDS": str(PRESENCE_TTL)}
-    servers = [DaphneServer.ws(env, logs_dir / f"presence-replica-{i}.log") for i in range(2)]
-    for server in servers:
-        server.start()
-    yield servers
-    for server in servers:
-        server.stop()
+    with DaphneServer.running_replicas(
+        service_env, logs_dir, "presence-replica", 2, PRESENCE_TTL_SECONDS=str(PRESENCE_TTL)
+    ) as servers:
+        yield servers
 
 
 async def test_presence_spans_replicas_and_a_crashed_replica_disappears(replicas: list[DaphneServer]) -> None:

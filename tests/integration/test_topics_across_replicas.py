@@ -26,12 +26,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def replicas(service_env: dict[str, str], django_db_setup: None, logs_dir: Path) -> Iterator[list[DaphneServer]]:
-    servers = [DaphneServer.ws(service_env, logs_dir / f"replica-{i}.log") for i in range(2)]
-    for server in servers:
-        server.start()
-    yield servers
-    for server in servers:
-        server.stop()
+    with DaphneServer.running_replicas(service_env, logs_dir, "replica", 2) as servers:
+        yield servers
 
 
 async def _user_socket(replica: DaphneServer, username: str) -> tuple[ClientConnection, int]:

@@ -30,11 +30,14 @@ CONNECTIONS = 60
 def workers_ws(
     service_env: dict[str, str], django_db_setup: None, logs_dir: Path, ws_server_kind: str
 ) -> Iterator[DaphneServer]:
-    env = {**service_env, "WS_SERVER": ws_server_kind, "WS_WORKERS": str(WORKERS), "WS_DRAIN_TIMEOUT": "5"}
-    server = DaphneServer.ws(env, logs_dir / f"workers-{ws_server_kind}.log")
-    server.start()
-    yield server
-    server.stop()
+    with DaphneServer.running_ws(
+        service_env,
+        logs_dir / f"workers-{ws_server_kind}.log",
+        ws_server_kind,
+        WS_WORKERS=str(WORKERS),
+        WS_DRAIN_TIMEOUT="5",
+    ) as server:
+        yield server
 
 
 def _children(pid: int) -> list[int]:

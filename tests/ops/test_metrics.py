@@ -406,10 +406,8 @@ async def test_every_metric_the_dashboard_queries_is_live(web_server: DaphneServ
 
 @pytest.fixture
 def two_workers(service_env: dict[str, str], django_db_setup: None, tmp_path: Path) -> Iterator[DaphneServer]:
-    server = DaphneServer.ws({**service_env, "WS_WORKERS": "2"}, tmp_path / "ws-workers.log")
-    server.start()
-    yield server
-    server.stop()
+    with DaphneServer.running_ws_env({**service_env, "WS_WORKERS": "2"}, tmp_path / "ws-workers.log") as server:
+        yield server
 
 
 @pytest.mark.slow

@@ -86,15 +86,10 @@ def quota_ws_servers(
     service_env: dict[str, str], django_db_setup: None, logs_dir: Path, ws_server_kind: str
 ) -> Iterator[list[DaphneServer]]:
     """Two ws replicas with a small quota: the quota is per user across both."""
-    env = {**service_env, **QUOTA_ENV, "WS_SERVER": ws_server_kind}
-    servers = [DaphneServer.ws(env, logs_dir / f"ws-quota-{ws_server_kind}-{i}.log") for i in range(2)]
-    try:
-        for server in servers:
-            server.start()
+    with DaphneServer.running_replicas(
+        service_env, logs_dir, f"ws-quota-{ws_server_kind}", 2, WS_SERVER=ws_server_kind, **QUOTA_ENV
+    ) as servers:
         yield servers
-    finally:
-        for server in servers:
-            server.stop()
 
 
 async def test_ws_publish_over_the_quota_gets_quota_exceeded_across_replicas(

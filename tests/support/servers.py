@@ -185,7 +185,26 @@ class DaphneServer:
     @contextlib.contextmanager
     def running_ws(cls, env: Mapping[str, str], log_path: Path, kind: str, **overrides: str) -> Iterator[DaphneServer]:
         """A ws process on server ``kind`` (``WS_SERVER``) with ``overrides`` on top of ``env``; stopped at the end."""
-        server = cls.ws({**env, "WS_SERVER": kind, **overrides}, log_path)
+        with cls.running_ws_env({**env, "WS_SERVER": kind, **overrides}, log_path) as server:
+            yield server
+
+    @classmethod
+    @contextlib.contextmanager
+    def running_replicas(
+        cls, env: Mapping[str, str], log_dir: Path, name: str, count: int, **overrides: str
+    ) -> Iterator[list[DaphneServer]]:
+        """``count`` ws processes sharing ``env`` (logs ``<name>-<i>.log``); every started one is stopped at the end."""
+        with contextlib.ExitStack() as stack:
+            yield [
+                stack.enter_context(cls.running_ws_env({**env, **overrides}, log_dir / f"{name}-{i}.log"))
+                for i in range(count)
+            ]
+
+    @classmethod
+    @contextlib.contextmanager
+    def running_ws_env(cls, env: Mapping[str, str], log_path: Path) -> Iterator[DaphneServer]:
+        """A ws process with exactly ``env`` (its ``WS_SERVER`` or the default); stopped at the end."""
+        server = cls.ws(env, log_path)
         server.start()
         try:
             yield server
