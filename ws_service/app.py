@@ -21,7 +21,9 @@ class ScopeTypeRouter:
     It returns that app's coroutine instead of awaiting it
     (:func:`~ws_service.asgi_types.hands_over`), so no router frame, and no
     reference to the server's original scope, stays for the connection's life
-    (the stack's ``HostValidator`` works on its own copy).
+    (the stack's ``HostValidator`` works on its own copy). As the outermost
+    app it never raises when called: an error of a handed-over check is
+    raised when the returned awaitable runs, in the connection's task.
     """
 
     def __init__(self, application_mapping: Mapping[str, ASGIApp]) -> None:
@@ -29,10 +31,22 @@ class ScopeTypeRouter:
 
     @hands_over
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        application = self.application_mapping.get(scope["type"])
-        if application is None:
-            raise ValueError(f"No application configured for scope type {scope['type']!r}")
-        return application(scope, receive, send)
+        try:
+            application = self.application_mapping.get(scope["type"])
+            if application is None:
+                raise ValueError(f"No application configured for scope type {scope['type']!r}")
+            return application(scope, receive, send)
+        except Exception as exc:  # re-raised in the task, where the server handles it
+            return _raising(exc)
+
+
+async def _raising(exc: Exception) -> None:
+    """An error of the handed-over checks, raised inside the application's task as an ``async def`` would.
+
+    Servers call the application outside its task (Daphne in its protocol
+    code) and handle its errors in the task: a 500 or close 1011, a log line.
+    """
+    raise exc
 
 
 def build_application() -> ScopeTypeRouter:
