@@ -47,6 +47,7 @@ USERS = 10
 N = 200
 BATCH = 25
 COUNT_TIMEOUT = 30.0
+SETTLE_SECONDS = 5.0
 CEILING = {"daphne": 92, "uvicorn": 102}
 
 
@@ -106,7 +107,9 @@ async def _open_welcomed(ws_url: str, cookies: list[str]) -> list[ClientConnecti
 
 
 async def _tracked_objects_when_idle(probe: ProbedServer) -> Counter[str]:
-    await asyncio.sleep(1.0)  # per-process work that the connects started (slot refresh, presence) settles
+    # Per-process work the connects started settles (slot refresh, presence), and Daphne forgets the
+    # handshakes' finished HTTP requests: its application checker runs every 1 s, its timeout sweep every 2 s.
+    await asyncio.sleep(SETTLE_SECONDS)
     return await sync_to_async(probe.tracked_objects, thread_sensitive=False)()
 
 
