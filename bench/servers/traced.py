@@ -9,8 +9,10 @@ Used by ``python -m bench memprofile``. Tracing starts at the first SIGUSR1
 was allocated since then and is still alive; each SIGUSR1 writes, into ``BENCH_TRACE_DIR``, a tracemalloc
 snapshot (``snapshot-N.pickle``) and the count of live objects by type
 (``types-N.json``: the objects the garbage collector tracks, i.e. those
-``gc.get_objects()`` returns), numbered from 1. The product needs
-``WS_WORKERS=1`` (the server runs in this process).
+``gc.get_objects()`` returns), numbered from 1. With ``BENCH_TRACE_MALLOC=0``
+it writes the counts only, never starting tracemalloc (the count of tracked
+objects, which ``tests/integration/test_idle_objects.py`` checks). The
+product needs ``WS_WORKERS=1`` (the server runs in this process).
 """
 
 from __future__ import annotations
@@ -34,10 +36,12 @@ def _dump(signum: int, frame: FrameType | None) -> None:
     global _taken
     _taken += 1
     directory = Path(os.environ["BENCH_TRACE_DIR"])
-    if not tracemalloc.is_tracing():
+    malloc = os.environ.get("BENCH_TRACE_MALLOC", "1") != "0"
+    if malloc and not tracemalloc.is_tracing():
         tracemalloc.start(FRAMES)
     gc.collect()
-    tracemalloc.take_snapshot().dump(str(directory / f"snapshot-{_taken}.pickle"))
+    if malloc:
+        tracemalloc.take_snapshot().dump(str(directory / f"snapshot-{_taken}.pickle"))
     counts = Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.get_objects())
     (directory / f"types-{_taken}.json").write_text(json.dumps(counts))
     (directory / f"done-{_taken}").touch()

@@ -3,8 +3,8 @@
 A full (oldest-generation) collection walks every tracked object, so its cost
 at 10,000 idle connections is proportional to what each one holds; so is
 much of the memory. Each run starts the ws service on each server through
-``tests.support.gc_probe`` (the launcher in one process, counting
-``gc.get_objects()`` after a full collection on SIGUSR1), opens one
+``bench.servers.traced`` without tracemalloc (the launcher in one process,
+counting ``gc.get_objects()`` by type after a full collection on SIGUSR1), opens one
 connection per user (so per-user and per-process state exists already),
 counts, opens :data:`N` more idle authenticated connections, counts again,
 and checks the growth per connection against a ceiling. It is a structural
@@ -52,30 +52,31 @@ CEILING = {"daphne": 92, "uvicorn": 102}
 
 
 class ProbedServer:
-    """A ws process whose GC-tracked object count the test can ask for."""
+    """A ws process whose GC-tracked objects the test can count (``bench.servers.traced``)."""
 
-    def __init__(self, server: DaphneServer, report: Path) -> None:
+    def __init__(self, server: DaphneServer, directory: Path) -> None:
         self.server = server
-        self.report = report
+        self.directory = directory
+        self.taken = 0
 
     def tracked_objects(self) -> Counter[str]:
         """The objects the process's collector tracks, by type, after a full collection."""
         assert self.server.process is not None
-        self.report.unlink(missing_ok=True)
+        self.taken += 1
+        done = self.directory / f"done-{self.taken}"
         os.kill(self.server.process.pid, signal.SIGUSR1)
         deadline = time.monotonic() + COUNT_TIMEOUT
-        while not self.report.exists():
+        while not done.exists():
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no object count within {COUNT_TIMEOUT}s")
             time.sleep(0.05)
-        return Counter(json.loads(self.report.read_text()))
+        return Counter(json.loads((self.directory / f"types-{self.taken}.json").read_text()))
 
 
 @pytest.fixture
 def probed_ws(
     service_env: dict[str, str], django_db_setup: None, logs_dir: Path, ws_server_kind: str, tmp_path: Path
 ) -> Iterator[ProbedServer]:
-    report = tmp_path / "gc-objects"
     env = {
         **service_env,
         "WS_SERVER": ws_server_kind,
@@ -84,13 +85,14 @@ def probed_ws(
         "WS_PORT": "{port}",
         "WS_MAX_CONNECTIONS_PER_USER": str(N),
         "WS_HANDSHAKES_PER_ADDRESS_PER_SECOND": "0",
-        "GC_PROBE_FILE": str(report),
+        "BENCH_TRACE_DIR": str(tmp_path),
+        "BENCH_TRACE_MALLOC": "0",
     }
-    command = [sys.executable, "-m", "tests.support.gc_probe"]
+    command = [sys.executable, "-m", "bench.servers.traced"]
     server = DaphneServer("ws", command, env, logs_dir / f"idle-objects-{ws_server_kind}.log")
     server.start()
     try:
-        yield ProbedServer(server, report)
+        yield ProbedServer(server, tmp_path)
     finally:
         server.stop()
 
