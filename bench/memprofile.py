@@ -1,11 +1,14 @@
-"""``python -m bench memprofile --server daphne|uvicorn [--connections N]``: what one idle connection holds.
+"""``python -m bench memprofile --server daphne|uvicorn [--bare] [--connections N]``: what one idle connection holds.
 
-Starts PostgreSQL, Redis and one product process under tracemalloc
-(``bench.servers.traced``), opens a few connections and closes them (start-up
+Starts PostgreSQL, Redis and one product process (with ``--bare``: the same
+server with the bare ASGI app, to tell the server's own share from the
+product's) under tracemalloc (``bench.servers.traced``), opens a few connections and closes them (start-up
 costs), snapshots, opens N idle authenticated connections, waits until the
 server is quiet, snapshots again, and prints the difference divided by N:
 KiB per connection by file, by line (with the allocating call chain's
-innermost project frame), and the live objects per connection by type. The
+innermost project frame), and the objects the garbage collector tracks per
+connection, in total and by type (a full collection's cost is proportional
+to them). The
 RSS growth over the same N is printed beside it (tracemalloc sees Python
 allocations only; RSS also counts the allocator's slack and C libraries).
 """
@@ -47,7 +50,7 @@ def _snapshot(pid: int, directory: Path, number: int) -> tuple[tracemalloc.Snaps
 
 def _where(traceback: tracemalloc.Traceback) -> str:
     """The allocating line, plus the innermost frame in the product or the servers it runs on."""
-    frames = list(traceback)  # most recent call first
+    frames = list(reversed(traceback))  # a Traceback lists the oldest call first: most recent first here
     innermost = f"{frames[0].filename.split('site-packages/')[-1]}:{frames[0].lineno}"
     for frame in frames[1:]:
         name = frame.filename.split("site-packages/")[-1]
@@ -72,7 +75,8 @@ def report(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, types: Cou
     lines += ["", "| KiB/conn | blocks/conn | allocated at |", "|---:|---:|---|"]
     for stat in after.compare_to(before, "traceback")[:30]:
         lines.append(f"| {stat.size_diff / 1024 / n:.2f} | {stat.count_diff / n:.1f} | {_where(stat.traceback)} |")
-    lines += ["", "| objects/conn | type |", "|---:|---|"]
+    lines += ["", f"GC-tracked objects: {types.total() / n:.2f} per connection", ""]
+    lines += ["| objects/conn | type |", "|---:|---|"]
     for name, count in types.most_common(25):
         lines.append(f"| {count / n:.2f} | {name} |")
     return "\n".join(lines)
@@ -81,6 +85,7 @@ def report(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, types: Cou
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench memprofile", description=__doc__)
     parser.add_argument("--server", choices=("daphne", "uvicorn"), required=True)
+    parser.add_argument("--bare", action="store_true", help="the server with the bare ASGI app, not the product")
     parser.add_argument("--connections", type=int, default=2000, help="idle connections (default 2,000)")
     return parser
 
@@ -95,7 +100,7 @@ def main(argv: list[str]) -> int:
     from bench.infra import PYTHON, Backing, ServerProcess, bench_env, start_all
     from bench.scenarios.common import close_all, open_all, pool, settle
 
-    config = BY_NAME[f"product-{arguments.server}"]
+    config = BY_NAME[f"{arguments.server}-bare" if arguments.bare else f"product-{arguments.server}"]
     n = arguments.connections
     sizes = replace(SIZES["quick"], memory=n)
     log_dir = Path(tempfile.mkdtemp(prefix="bench-memprofile-"))
@@ -107,8 +112,8 @@ def main(argv: list[str]) -> int:
         env = bench_env(backing.postgres.url, backing.redis.url)
         setup_django(env)
         ctx = RunContext(sizes=sizes, env=env, log_dir=log_dir, accounts=create_accounts("mem", sizes.accounts))
-        _, extra = config.command(1)
-        command = [PYTHON, "-m", "bench.servers.traced"]
+        server_command, extra = config.command(1)
+        command = [PYTHON, "-m", "bench.servers.traced", *([] if config.kind == "product" else server_command[1:])]
         server = ServerProcess(config.name, command, env | extra | {"BENCH_TRACE_DIR": str(trace_dir)}, log_dir)
         stack.callback(server.stop)
         start_all([server])
@@ -126,7 +131,7 @@ def main(argv: list[str]) -> int:
             after, types_after = _snapshot(server.pid, trace_dir, 2)
             close_all(ctx, clients, [server])
         types_after.subtract(types_before)
-        growth = Counter({name: count for name, count in types_after.items() if count > 0})
+        growth = Counter({name: count for name, count in types_after.items() if count != 0})
     print(f"# {config.label}\n")
     print(report(before, after, growth, connected, rss))
     return 0

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from channels.routing import ProtocolTypeRouter
+from collections.abc import Awaitable, Mapping
 
+from ws_service.asgi_types import ASGIApp, Receive, Scope, Send, hands_over
 from ws_service.auth import TicketOrSessionAuthMiddleware
 from ws_service.connection_context import ConnectionContextMiddleware
 from ws_service.handshake_limit import HandshakeLimitMiddleware
@@ -14,7 +15,41 @@ from ws_service.origin import OriginValidator
 from ws_service.routing import websocket_router
 
 
-def build_application() -> ProtocolTypeRouter:
+class ScopeTypeRouter:
+    """Channels' ``ProtocolTypeRouter`` that hands the connection over to the app for its scope type.
+
+    It returns that app's coroutine instead of awaiting it
+    (:func:`~ws_service.asgi_types.hands_over`), so no router frame, and no
+    reference to the server's original scope, stays for the connection's life
+    (the stack's ``HostValidator`` works on its own copy). As the outermost
+    app it never raises when called: an error of a handed-over check is
+    raised when the returned awaitable runs, in the connection's task.
+    """
+
+    def __init__(self, application_mapping: Mapping[str, ASGIApp]) -> None:
+        self.application_mapping = application_mapping
+
+    @hands_over
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        try:
+            application = self.application_mapping.get(scope["type"])
+            if application is None:
+                raise ValueError(f"No application configured for scope type {scope['type']!r}")
+            return application(scope, receive, send)
+        except Exception as exc:  # re-raised in the task, where the server handles it
+            return _raising(exc)
+
+
+async def _raising(exc: Exception) -> None:
+    """An error of the handed-over checks, raised inside the application's task as an ``async def`` would.
+
+    Servers call the application outside its task (Daphne in its protocol
+    code) and handle its errors in the task: a 500 or close 1011, a log line.
+    """
+    raise exc
+
+
+def build_application() -> ScopeTypeRouter:
     """HTTP: health only. WebSocket: host check, per-address handshake limit, origin check,
     connection id, auth, limits, routes.
 
@@ -24,7 +59,7 @@ def build_application() -> ProtocolTypeRouter:
     frame the size limit and the rate limit.
     """
     limited = ConnectionLimitMiddleware(FrameLimitMiddleware(websocket_router))
-    return ProtocolTypeRouter(
+    return ScopeTypeRouter(
         {
             "http": health_app,
             "websocket": HostValidator(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -11,6 +12,21 @@ type Message = MutableMapping[str, Any]
 type Receive = Callable[[], Awaitable[Message]]
 type Send = Callable[[Message], Awaitable[None]]
 type ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def hands_over[F: Callable[..., Awaitable[None]]](call: F) -> F:
+    """Marks an ASGI app's plain ``__call__`` that returns the awaitable of the app it hands the connection to.
+
+    A middleware that only decides at the handshake (pass it on, or refuse it)
+    need not stay on the connection's call stack: instead of awaiting its
+    inner application it returns the inner application's coroutine, so it
+    keeps no suspended coroutine frame (and nothing that frame references)
+    for the connection's whole life. Its checks run when it is called, in the
+    caller's task, as an ``async def`` body would at its first step. Marked
+    as a coroutine function, servers and Channels' routers (which test
+    ``inspect.iscoroutinefunction``) still treat it as an ASGI 3 app.
+    """
+    return inspect.markcoroutinefunction(call)
 
 
 def header(scope: Scope, name: bytes) -> str | None:

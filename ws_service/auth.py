@@ -305,16 +305,13 @@ class TicketOrSessionAuthMiddleware:
         # Set and reset directly (what use_current_user does): no context-manager object per idle connection.
         token = current_user.set(resolution.user)
         try:
-            await self.inner(
-                dict(
-                    scope,
-                    user=resolution.user,
-                    session_group=resolution.session_group,
-                    auth_unavailable=unavailable,
-                    **({LEASE_KEY: resolution.lease} if resolution.lease is not None else {}),
-                ),
-                receive,
-                send,
-            )
+            # In place, not a copy: the stack's outermost middleware made the scope this connection's own.
+            scope["user"] = resolution.user
+            scope["session_group"] = resolution.session_group
+            scope["auth_unavailable"] = unavailable
+            if resolution.lease is not None:
+                scope[LEASE_KEY] = resolution.lease
+            del credentials, resolution  # not kept alive by this frame for the connection's life
+            await self.inner(scope, receive, send)
         finally:
             current_user.reset(token)

@@ -12,6 +12,9 @@ class ConnectionContextMiddleware:
     The ContextVars are set and reset here directly (what
     ``shared.log_context.use_connection_id`` does) so that an idle connection
     holds no context-manager object and generator frame for its whole life.
+    The id is added to the scope in place, not to a copy: the stack's
+    outermost middleware (``HostValidator``) made the scope this connection's
+    own, and one more copy would stay alive as long as the connection.
     """
 
     def __init__(self, inner: ASGIApp) -> None:
@@ -25,7 +28,8 @@ class ConnectionContextMiddleware:
         id_token = context_id.set(connection_id)
         kind_token = context_kind.set("connection")
         try:
-            await self.inner(dict(scope, connection_id=connection_id), receive, send)
+            scope["connection_id"] = connection_id
+            await self.inner(scope, receive, send)
         finally:
             context_kind.reset(kind_token)
             context_id.reset(id_token)

@@ -51,12 +51,26 @@ class ApplicationReaper:
         self.server = server
         # An insertion-ordered set: protocol -> None.
         self.attention: dict[Any, None] = {}
+        # Each running application's connection, so that one done-callback (this bound method,
+        # made once) serves every connection: no closure per connection.
+        self.owners: dict[asyncio.Future[Any], Any] = {}
+        self.finished = self._finished
         #: per-connection checks made, for tests and curiosity.
         self.checks = 0
 
     def mark(self, protocol: Any) -> None:
         """``protocol`` has something for the checker (its application finished, or it disconnected)."""
         self.attention[protocol] = None
+
+    def watch(self, future: asyncio.Future[Any], protocol: Any) -> None:
+        """Mark ``protocol`` once its application ``future`` finishes."""
+        self.owners[future] = protocol
+        future.add_done_callback(self.finished)
+
+    def _finished(self, future: asyncio.Future[Any]) -> None:
+        protocol = self.owners.pop(future, None)
+        if protocol is not None:
+            self.mark(protocol)
 
     def tick(self, now: float) -> None:
         """Daphne's per-connection checks, on the connections marked; those with nothing left are unmarked."""
@@ -124,8 +138,7 @@ def install() -> bool:
         details = self.connections.get(protocol)
         future = None if details is None else details.get("application_instance")
         if future is not None:
-            reaper = reaper_of(self)
-            future.add_done_callback(lambda _: reaper.mark(protocol))
+            reaper_of(self).watch(future, protocol)
         return queue
 
     def protocol_disconnected(self: Any, protocol: Any) -> None:

@@ -1,7 +1,8 @@
 """Which Daphne versions the launcher's Daphne patches were written against.
 
 ``daphne_timeouts`` and ``daphne_reaper`` replace methods of ``daphne.server.Server``
-and repeat some of their rules. They patch only a Daphne whose version starts with
+and repeat some of their rules; ``daphne_upgrade`` relies on how Daphne hands an upgraded
+request's socket over. They patch only a Daphne whose version starts with
 one of :data:`SUPPORTED_DAPHNE`; on any other, Daphne keeps its own (correct, slower)
 methods, and ``tests/ws_service/test_daphne_reaper.py`` (the installed-version test) fails so that the patches are
 re-read against the new Daphne before the lock file moves.

@@ -30,11 +30,12 @@ import ipaddress
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable
 
 from django.conf import settings
 
 from ws_service import metrics
-from ws_service.asgi_types import ASGIApp, Receive, Scope, Send
+from ws_service.asgi_types import ASGIApp, Receive, Scope, Send, hands_over
 from ws_service.protocol import CLOSE_TOO_MANY_HANDSHAKES
 from ws_service.token_bucket import Clock, TokenBucket
 
@@ -116,14 +117,13 @@ class HandshakeLimitMiddleware:
         self.inner = inner
         self.buckets = buckets if buckets is not None or not from_settings else buckets_from_settings()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    @hands_over
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         client = scope.get("client")
         if self.buckets is None or scope["type"] != "websocket" or not client or not client[0]:
-            await self.inner(scope, receive, send)
-            return
+            return self.inner(scope, receive, send)
         if self.buckets.allow(str(client[0])):
-            await self.inner(scope, receive, send)
-            return
+            return self.inner(scope, receive, send)
         logger.debug("refusing handshake: too many from %s", client[0])
         metrics.handshake_decided(scope, metrics.OUTCOME_TOO_MANY_HANDSHAKES)
-        await _refuse(receive, send)
+        return _refuse(receive, send)

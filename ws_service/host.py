@@ -10,13 +10,13 @@ host poisoning) is refused with HTTP 403 before any authentication runs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 from ws_service import metrics
-from ws_service.asgi_types import ASGIApp, Receive, Scope, Send, deny_handshake
+from ws_service.asgi_types import ASGIApp, Receive, Scope, Send, deny_handshake, hands_over
 
 logger = logging.getLogger("ws.host")
 
@@ -56,23 +56,26 @@ class HostValidator:
 
     As the outermost WebSocket middleware it also stamps the scope with the
     time the handshake arrived, so ``ws_handshake_seconds`` measures
-    everything up to the accept/refuse decision.
+    everything up to the accept/refuse decision. That stamped copy is the
+    connection's own scope: the middlewares inside add their keys to it.
+
+    It hands an accepted handshake over (:func:`~ws_service.asgi_types.hands_over`):
+    nothing of it stays on the connection's call stack.
     """
 
     def __init__(self, inner: ASGIApp) -> None:
         self.inner = inner
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    @hands_over
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] != "websocket":
-            await self.inner(scope, receive, send)
-            return
+            return self.inner(scope, receive, send)
         scope = metrics.handshake_started(scope)
         hosts = _host_headers(scope)
         host = hosts[0] if len(hosts) == 1 else None
         allowed = effective_allowed_hosts(settings.ALLOWED_HOSTS, settings.DEBUG)
         if host_allowed(host, allowed):
-            await self.inner(scope, receive, send)
-            return
+            return self.inner(scope, receive, send)
         logger.warning("refused WebSocket handshake: host %r not in ALLOWED_HOSTS", hosts)
         metrics.handshake_decided(scope, metrics.OUTCOME_HOST_REFUSED)
-        await deny_handshake(scope, receive, send, "WebSocket refused: Host is not in DJANGO_ALLOWED_HOSTS")
+        return deny_handshake(scope, receive, send, "WebSocket refused: Host is not in DJANGO_ALLOWED_HOSTS")

@@ -37,8 +37,10 @@ and register handlers on that registry (see docs/extending.md).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import deque
+from collections.abc import Awaitable
 from typing import Any, ClassVar
 
 from channels.consumer import get_handler_name
@@ -51,6 +53,7 @@ from redis.exceptions import RedisError
 from shared.groups import BROADCAST_GROUP, user_group
 from shared.revocation import REVOKED_EVENT
 from ws_service import metrics
+from ws_service.asgi_types import Receive, Send, hands_over
 from ws_service.auth import confirm_session
 from ws_service.direct_frames import direct_protocol, shared_frame, write_frame
 from ws_service.frames import FrameRegistry, frames
@@ -91,9 +94,17 @@ class KernelConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
     """
 
     frames: ClassVar[FrameRegistry] = FrameRegistry()
-    state: dict[str, Any]
-    closing: bool
-    gone: bool
+    #: Channels' groups joined on connect (a subclass lists names here); a tuple, so no list per connection.
+    groups: ClassVar[Any] = ()
+    #: The node owns the process's channel: a consumer has none.
+    channel_layer: Any = None
+    channel_name: str | None = None
+    #: The disconnect handler has run (or is running).
+    closing: bool = False
+    #: A send failed: the client is gone and its disconnect event follows.
+    gone: bool = False
+    #: Each feature's state (``None`` until a feature asks for it: see :attr:`state`).
+    _state: dict[str, Any] | None = None
     #: Events the node queued and no handler has taken yet (``None`` while there are none).
     pending: deque[dict[str, Any]] | None = None
     lagging: bool = False
@@ -111,11 +122,6 @@ class KernelConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Dispatch client frames and the events the node queues, one at a time."""
         self.scope = scope
-        self.state = {}
-        self.closing = False
-        self.gone = False  # a send failed: the client is gone and its disconnect event follows
-        self.channel_layer = None  # the node owns the process's channel
-        self.channel_name = None
         self.base_send = send
         self.task = asyncio.current_task()
         try:
@@ -139,6 +145,33 @@ class KernelConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
                 self.drainer.cancel()
             self.task = None  # no cycle through the finished task
             registry.discard(self)
+
+    @classmethod
+    def as_asgi(cls, **initkwargs: Any) -> Any:
+        """Channels' ``as_asgi``, handing the connection over to the new consumer.
+
+        The returned app creates the consumer and returns its coroutine instead
+        of awaiting it (:func:`~ws_service.asgi_types.hands_over`): no wrapper
+        frame stays suspended for the connection's life.
+        """
+
+        @hands_over
+        def app(scope: dict[str, Any], receive: Receive, send: Send) -> Awaitable[None]:
+            consumer: Awaitable[None] = cls(**initkwargs)(scope, receive, send)
+            return consumer
+
+        app.consumer_class = cls  # type: ignore[attr-defined]  # what Channels' as_asgi sets
+        app.consumer_initkwargs = initkwargs  # type: ignore[attr-defined]
+        functools.update_wrapper(app, cls, updated=())
+        return app
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """Each feature's per-connection state under the feature's name (made on first use)."""
+        state = self._state
+        if state is None:
+            state = self._state = {}
+        return state
 
     async def dispatch_pending(self) -> None:
         """Handle the queued events in order, until none is left."""

@@ -19,13 +19,14 @@ twin (4008/4009), the same convention as 4013 for 1013.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from django.conf import settings
 from redis.exceptions import RedisError
 
 from ws_service import metrics
-from ws_service.asgi_types import ASGIApp, Message, Receive, Scope, Send
+from ws_service.asgi_types import ASGIApp, Message, Receive, Scope, Send, hands_over
 from ws_service.connection_slots import Slot, get_slot_tracker
 from ws_service.protocol import (
     CLOSE_MESSAGE_TOO_BIG,
@@ -81,6 +82,54 @@ def _request_of(message: Message) -> dict[str, Any]:
         return {}
 
 
+class LimitedReceive:
+    """One connection's ``receive`` behind the frame limits (see :class:`FrameLimitMiddleware`).
+
+    An object with slots rather than a closure: an idle connection holds this
+    object and its token bucket, not a function, its closure and a cell per
+    variable (the strike counter is made at the first rejected frame).
+    """
+
+    __slots__ = ("bucket", "closed", "limit", "receive", "send", "strikes")
+
+    def __init__(self, receive: Receive, send: Send) -> None:
+        self.receive = receive
+        self.send = send
+        self.limit: int = settings.WS_MAX_MESSAGE_BYTES
+        self.bucket = TokenBucket(settings.WS_RATE_LIMIT_PER_SECOND, settings.WS_RATE_LIMIT_BURST)
+        self.strikes: WindowCounter | None = None  # made at the first rejected frame (few connections see one)
+        self.closed = 0  # the close code once a limit has closed the connection
+
+    async def __call__(self) -> Message:
+        # Each pass consumes one inbound frame; at most STRIKES rejections end the loop.
+        while not self.closed:
+            message = await self.receive()
+            if message["type"] != "websocket.receive":
+                return message
+            size = frame_size(message)
+            if size > self.limit:
+                self.closed = CLOSE_MESSAGE_TOO_BIG
+                logger.warning("closing: a %d-byte frame is over the %d-byte limit", size, self.limit)
+                await close_connection(self.send, CLOSE_MESSAGE_TOO_BIG)
+                break
+            if self.bucket.try_acquire():
+                return message
+            if self.strikes is None:
+                self.strikes = WindowCounter(settings.WS_RATE_LIMIT_STRIKES, STRIKE_WINDOW_SECONDS)
+            if self.strikes.hit():
+                self.closed = CLOSE_POLICY_VIOLATION
+                logger.warning("closing: sustained flooding over the rate limit")
+                metrics.connection_rate_limited()
+                await close_connection(self.send, CLOSE_POLICY_VIOLATION)
+                break
+            detail = f"over {settings.WS_RATE_LIMIT_PER_SECOND:g} frames per second; slow down"
+            frame = error_frame(RATE_LIMITED, detail, _request_of(message))
+            await self.send({"type": "websocket.send", "text": encode(frame)})
+            metrics.count_error(RATE_LIMITED)
+            metrics.SENT_ERROR.inc()
+        return _disconnect(self.closed)
+
+
 class FrameLimitMiddleware:
     """Per inbound frame, in order: the size limit, then the connection's token bucket.
 
@@ -90,51 +139,19 @@ class FrameLimitMiddleware:
       with 1008 (policy violation).
 
     After either close the inner app receives a disconnect with that code and
-    cleans up as usual. Both checks share one wrapper (one closure and one
-    awaiting frame per idle connection, not two).
+    cleans up as usual. Both checks share one wrapper (:class:`LimitedReceive`),
+    and the middleware hands the connection over
+    (:func:`~ws_service.asgi_types.hands_over`): no frame of its own stays.
     """
 
     def __init__(self, inner: ASGIApp) -> None:
         self.inner = inner
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    @hands_over
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] != "websocket":
-            await self.inner(scope, receive, send)
-            return
-        limit: int = settings.WS_MAX_MESSAGE_BYTES
-        bucket = TokenBucket(settings.WS_RATE_LIMIT_PER_SECOND, settings.WS_RATE_LIMIT_BURST)
-        strikes = WindowCounter(settings.WS_RATE_LIMIT_STRIKES, STRIKE_WINDOW_SECONDS)
-        closed = 0  # the close code once a limit has closed the connection
-
-        async def limited_receive() -> Message:
-            nonlocal closed
-            # Each pass consumes one inbound frame; at most STRIKES rejections end the loop.
-            while not closed:
-                message = await receive()
-                if message["type"] != "websocket.receive":
-                    return message
-                size = frame_size(message)
-                if size > limit:
-                    closed = CLOSE_MESSAGE_TOO_BIG
-                    logger.warning("closing: a %d-byte frame is over the %d-byte limit", size, limit)
-                    await close_connection(send, CLOSE_MESSAGE_TOO_BIG)
-                    break
-                if bucket.try_acquire():
-                    return message
-                if strikes.hit():
-                    closed = CLOSE_POLICY_VIOLATION
-                    logger.warning("closing: sustained flooding over the rate limit")
-                    metrics.connection_rate_limited()
-                    await close_connection(send, CLOSE_POLICY_VIOLATION)
-                    break
-                detail = f"over {settings.WS_RATE_LIMIT_PER_SECOND:g} frames per second; slow down"
-                frame = error_frame(RATE_LIMITED, detail, _request_of(message))
-                await send({"type": "websocket.send", "text": encode(frame)})
-                metrics.count_error(RATE_LIMITED)
-                metrics.SENT_ERROR.inc()
-            return _disconnect(closed)
-
-        await self.inner(scope, limited_receive, send)
+            return self.inner(scope, receive, send)
+        return self.inner(scope, LimitedReceive(receive, send), send)
 
 
 async def _refuse_over_limit(receive: Receive, send: Send) -> None:

@@ -22,14 +22,14 @@ peer can choose the scheme. Without a scheme (Daphne, directly) it is ``ws``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from django.conf import settings
 
 from ws_service import metrics
-from ws_service.asgi_types import ASGIApp, Receive, Scope, Send, deny_handshake, header
+from ws_service.asgi_types import ASGIApp, Receive, Scope, Send, deny_handshake, hands_over, header
 
 logger = logging.getLogger("ws.origin")
 
@@ -113,20 +113,23 @@ def refusal_hint(origin: str | None, scope: Scope) -> str:
 
 
 class OriginValidator:
-    """Refuses WebSocket handshakes from missing, ``null`` or foreign origins with 403."""
+    """Refuses WebSocket handshakes from missing, ``null`` or foreign origins with 403.
+
+    It hands an accepted handshake over (:func:`~ws_service.asgi_types.hands_over`):
+    nothing of it stays on the connection's call stack.
+    """
 
     def __init__(self, inner: ASGIApp) -> None:
         self.inner = inner
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    @hands_over
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] != "websocket":
-            await self.inner(scope, receive, send)
-            return
+            return self.inner(scope, receive, send)
         origin = header(scope, b"origin")
         own = own_origin(scope)
         if origin_allowed(origin, own, settings.CSRF_TRUSTED_ORIGINS):
-            await self.inner(scope, receive, send)
-            return
+            return self.inner(scope, receive, send)
         logger.warning("refused WebSocket handshake: origin %r is neither this server's nor trusted", origin)
         metrics.handshake_decided(scope, metrics.OUTCOME_ORIGIN_REFUSED)
-        await deny_handshake(scope, receive, send, refusal_hint(origin, scope))
+        return deny_handshake(scope, receive, send, refusal_hint(origin, scope))

@@ -13,9 +13,7 @@ ALLOWED_BEFORE_SETUP = {"os", "django.core.asgi"}
 
 
 def test_imports_in_a_fresh_interpreter() -> None:
-    assert (
-        _fresh_interpreter("import ws_service.asgi as m; print(type(m.application).__name__)") == "ProtocolTypeRouter"
-    )
+    assert _fresh_interpreter("import ws_service.asgi as m; print(type(m.application).__name__)") == "ScopeTypeRouter"
 
 
 def test_the_uvicorn_worker_does_not_import_daphne_or_twisted() -> None:

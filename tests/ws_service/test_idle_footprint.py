@@ -1,14 +1,18 @@
-"""What an idle connection holds (issue #13, item 2): one task, and no event queue until an event comes.
+"""What an idle connection holds (issue #13, item 2): one task, no event queue until an event comes, a short stack.
 
 The bytes are measured by ``python -m bench memprofile``; here the structure
 that makes them small is checked, so it cannot silently come back: Channels'
 ``await_many_dispatch`` kept two extra tasks per connection (the server's
-``receive`` and an ``asyncio.Queue.get``) and an ``asyncio.Queue`` of events.
+``receive`` and an ``asyncio.Queue.get``) and an ``asyncio.Queue`` of events;
+and every middleware of the stack stayed suspended above the consumer with
+its frame, its locals and its scope copy (``tests/integration/test_idle_objects.py``
+counts the objects on real servers).
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -23,6 +27,18 @@ from ws_service.registry import registry
 pytestmark = pytest.mark.django_db(transaction=True)
 
 EXTRA = 5
+# What decides at the handshake only, then hands the connection over (ws_service.asgi_types.hands_over).
+HANDED_OVER = {
+    "ProtocolTypeRouter.__call__",
+    "ScopeTypeRouter.__call__",
+    "HostValidator.__call__",
+    "HandshakeLimitMiddleware.__call__",
+    "OriginValidator.__call__",
+    "FrameLimitMiddleware.__call__",
+    "AsyncConsumer.as_asgi.<locals>.app",
+    "FrameLimitMiddleware.__call__.<locals>.limited_receive",
+}
+MAX_DEPTH = 64
 
 
 async def _open(key: str) -> WebsocketCommunicator:
@@ -31,6 +47,19 @@ async def _open(key: str) -> WebsocketCommunicator:
     assert connected
     assert (await receive_message(communicator))["type"] == "welcome"
     return communicator
+
+
+def _suspended_in(task: asyncio.Task[Any]) -> list[str]:
+    """The coroutines ``task`` is suspended in, outermost first, by qualified name."""
+    names: list[str] = []
+    awaiting: Any = task.get_coro()
+    for _ in range(MAX_DEPTH):
+        code = getattr(awaiting, "cr_code", None)
+        if code is None:
+            break
+        names.append(code.co_qualname)
+        awaiting = awaiting.cr_await
+    return names
 
 
 async def _quiet_task_count() -> int:
@@ -59,3 +88,15 @@ async def test_an_idle_connection_is_one_task_with_no_event_queue() -> None:
     assert all(consumer.pending is None and consumer.drainer is None for consumer in consumers)
     for communicator in (first, *others):
         await communicator.disconnect()
+
+
+async def test_an_idle_connection_is_suspended_in_the_consumer_without_the_handshake_middlewares() -> None:
+    """The middlewares that only decide at the handshake keep no frame (nor what it references) on its stack."""
+    users = await sync_to_async(make_users)("stack", 1)
+    communicator = await _open(await sync_to_async(session_key_for)(users[0]))
+    await asyncio.sleep(0.1)  # idle: awaiting the next frame
+    stack = _suspended_in(communicator.future)
+    assert "KernelConsumer.__call__" in stack, stack  # the walk reached the consumer
+    assert not HANDED_OVER.intersection(stack), stack
+    assert "LimitedReceive.__call__" in stack, stack  # the frame limits' receive, which the consumer awaits
+    await communicator.disconnect()

@@ -125,7 +125,7 @@ class ServerOptions:
             "ws": "websockets-sansio",
             "loop": "uvloop",
             "http": "h11",
-            "lifespan": "off",  # Channels' ProtocolTypeRouter has no lifespan handler
+            "lifespan": "off",  # the application's ScopeTypeRouter (ws_service.app) has no lifespan handler
             "ws_max_size": self.max_message_bytes,  # larger messages: close 1009
             "ws_ping_interval": float(self.ping_interval),
             "ws_ping_timeout": float(self.ping_timeout),
