@@ -15,7 +15,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.sessions.models import Session
-from django.db import transaction
+from django.db import connection, transaction
 
 from shared import messaging
 from shared.current_user import use_current_user
@@ -220,10 +220,13 @@ async def test_a_session_deleted_in_a_transaction_closes_its_sockets_after_the_c
     commit = threading.Event()
 
     def delete_and_wait_for_commit() -> None:
-        with transaction.atomic():
-            Session.objects.get(session_key=key).delete()
-            in_transaction.set()
-            commit.wait(5)
+        try:
+            with transaction.atomic():
+                Session.objects.get(session_key=key).delete()
+                in_transaction.set()
+                commit.wait(5)
+        finally:
+            connection.close()  # this thread's own connection
 
     deleting = asyncio.ensure_future(sync_to_async(delete_and_wait_for_commit, thread_sensitive=False)())
     await asyncio.to_thread(in_transaction.wait, 5)
