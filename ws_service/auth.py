@@ -17,6 +17,14 @@ A ticket requested by a session is honoured only while that session still
 authenticates the ticket's user (not logged out, expired, deleted, or
 outdated by a password change), checked exactly as a session cookie is.
 
+Sessions not in the cache are read in batches: the handshakes that arrive
+while a read is in flight share the next one (``ws_service.coalesce``; a
+lone handshake is read at once), ``WS_AUTH_BATCH_SIZE`` sessions per query
+(``ws_service.sessions``: the session rows, then their users, two queries
+per batch), the batches in parallel on the authentication threads. A
+reconnect storm of N new sessions thus costs about 2·N/``WS_AUTH_BATCH_SIZE``
+queries instead of 2·N; each session still gets every check on its own.
+
 Credentials that cannot be valid cost nothing: a session key that is not 32
 characters of ``[a-z0-9]`` (what Django's ``SessionBase`` generates) and a
 ticket that is not 43 characters of base64url are dropped before the thread
