@@ -189,20 +189,23 @@ def _from_sessions(session_keys: Sequence[str]) -> list[Resolution]:
 
 
 async def _read_sessions(session_keys: Sequence[str]) -> list[Resolution | BaseException]:
-    """Resolve the sessions of handshakes that arrived together, ``WS_AUTH_BATCH_SIZE`` per query.
+    """Resolve the sessions of handshakes that arrived together, ``WS_AUTH_BATCH_SIZE`` distinct ones per query.
 
-    The batches run in parallel on the authentication threads (so at most
+    Handshakes of the same session share its read. The batches run in
+    parallel on the authentication threads (so at most
     ``WS_AUTH_DB_CONNECTIONS`` at once); a batch that fails (the database is
     down) fails its handshakes only.
     """
     size: int = settings.WS_AUTH_BATCH_SIZE
     database = get_auth_database()
-    batches = [session_keys[start : start + size] for start in range(0, len(session_keys), size)]
+    distinct = list(dict.fromkeys(session_keys))
+    batches = [distinct[start : start + size] for start in range(0, len(distinct), size)]
     outcomes = await asyncio.gather(*(database.run(_from_sessions, batch) for batch in batches), return_exceptions=True)
-    results: list[Resolution | BaseException] = []
+    by_key: dict[str, Resolution | BaseException] = {}
     for batch, outcome in zip(batches, outcomes, strict=True):
-        results.extend([outcome] * len(batch) if isinstance(outcome, BaseException) else outcome)
-    return results
+        resolved = [outcome] * len(batch) if isinstance(outcome, BaseException) else outcome
+        by_key.update(zip(batch, resolved, strict=True))
+    return [by_key[key] for key in session_keys]
 
 
 # Per process (loop): handshakes' session reads that arrive together share their queries.

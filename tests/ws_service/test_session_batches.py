@@ -85,6 +85,15 @@ async def test_a_burst_of_distinct_sessions_costs_two_queries_per_batch(statemen
     assert max(sum(param in keys for param in params) for params in session_reads) == BATCH
 
 
+@override_settings(WS_AUTH_BATCH_SIZE=BATCH)
+async def test_handshakes_of_one_session_share_its_read(statements: list[tuple[str, Any]]) -> None:
+    alice = await sync_to_async(make_user)("alice")
+    key = await sync_to_async(session_key_for)(alice)
+    statements.clear()
+    assert await _resolve_together([key] * (3 * BATCH)) == [alice.pk] * (3 * BATCH)
+    assert len(statements) == 2
+
+
 async def test_a_lone_handshake_is_read_at_once_in_two_queries(statements: list[tuple[str, Any]]) -> None:
     alice = await sync_to_async(make_user)("alice")
     key = await sync_to_async(session_key_for)(alice)
