@@ -47,9 +47,9 @@ COPY shared/ shared/
 COPY web_service/ web_service/
 COPY ws_service/ ws_service/
 COPY clients/js/src/ clients/js/src/
-# ws_service.asgi builds Django's HTTP handler too, whose WhiteNoise middleware
-# warns at start when STATIC_ROOT is missing; the ws service serves no static
-# files, so an empty directory is all it needs.
+# STATIC_ROOT (shared settings): the ws service serves no static files and
+# does not build Django's HTTP handler (WhiteNoise), so an empty directory is
+# all it needs, kept so that both images agree on the settings' paths.
 RUN python -m compileall -q shared web_service ws_service \
  && mkdir staticfiles
 

@@ -85,7 +85,7 @@ def _distinct_users(sizes: Sizes, scenarios: list[str]) -> int:
 def run(arguments: argparse.Namespace) -> dict[str, Any]:
     from bench import report
     from bench.accounts import create_accounts, create_distinct_accounts, setup_django
-    from bench.infra import Backing, ServerProcess, bench_env, start_all
+    from bench.infra import Backing, ServerProcess, bench_env, precompile, start_all
     from bench.runner import ConfigRun
 
     sizes = _sizes(arguments)
@@ -94,6 +94,8 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
     started = time.time()
     with ExitStack() as stack:
         progress(f"sizes {sizes.name}, {arguments.reps} reps, configs {[c.name for c in configs]}, logs in {log_dir}")
+        if not precompile():
+            progress("some modules could not be compiled to bytecode (their processes compile them at each start)")
         backing = Backing()
         stack.callback(backing.stop)
         backing.start()

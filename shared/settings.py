@@ -156,6 +156,10 @@ WS_TICKET_TTL_SECONDS = env_int("WS_TICKET_TTL_SECONDS", 30, minimum=1, maximum=
 # sessions and tickets in parallel (ws_service/auth_db.py). The process's other ORM work uses one
 # more connection, readiness one more: a ws process holds at most this + 2 connections.
 WS_AUTH_DB_CONNECTIONS = env_int("WS_AUTH_DB_CONNECTIONS", 8, minimum=1, maximum=64)
+# Per ws process: at most this many sessions of handshakes arriving together are read by one query
+# (session_key IN (...), then their users pk IN (...)); larger bursts make several such batches,
+# run in parallel on the WS_AUTH_DB_CONNECTIONS threads (ws_service/auth.py _read_sessions).
+WS_AUTH_BATCH_SIZE = env_int("WS_AUTH_BATCH_SIZE", 100, minimum=1, maximum=1000)
 # Per ws process: how long a resolved session (session key -> user) may serve further handshakes of
 # the same session without a query (ws_service/auth_cache.py); 0 disables the cache. At most
 # shared.revocation.REVOKED_MARK_SECONDS, the lifetime of the revocation marks that keep it exact.

@@ -1,17 +1,22 @@
 """ASGI entry point of the ws service: ``daphne ws_service.asgi:application``.
 
-``get_asgi_application()`` must run before anything that imports models or
-the auth stack: it calls ``django.setup()``, which populates the app registry.
-Importing ``ws_service.app`` first would raise AppRegistryNotReady. A test
-(tests/ws_service/test_asgi_import.py) keeps this order.
+``django.setup()`` must run before anything that imports models or the auth
+stack: it populates the app registry. Importing ``ws_service.app`` first
+would raise AppRegistryNotReady. A test (tests/ws_service/test_asgi_import.py)
+keeps this order.
+
+Only setup, not ``get_asgi_application()``: that would also build Django's
+HTTP handler with the web service's middleware (WhiteNoise scanning the
+static files, sessions, CSRF, messages), which the ws service never calls
+(its HTTP side is ``ws_service.http``), before a restarted process listens.
 """
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shared.settings")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)
 
 # Imported after setup on purpose: these modules touch models and django.contrib.auth.
 from ws_service.app import build_application  # noqa: E402

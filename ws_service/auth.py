@@ -17,6 +17,14 @@ A ticket requested by a session is honoured only while that session still
 authenticates the ticket's user (not logged out, expired, deleted, or
 outdated by a password change), checked exactly as a session cookie is.
 
+Sessions not in the cache are read in batches: the handshakes that arrive
+while a read is in flight share the next one (``ws_service.coalesce``; a
+lone handshake is read at once), ``WS_AUTH_BATCH_SIZE`` sessions per query
+(``ws_service.sessions``: the session rows, then their users, two queries
+per batch), the batches in parallel on the authentication threads. A
+reconnect storm of N new sessions thus costs about 2·N/``WS_AUTH_BATCH_SIZE``
+queries instead of 2·N; each session still gets every check on its own.
+
 Credentials that cannot be valid cost nothing: a session key that is not 32
 characters of ``[a-z0-9]`` (what Django's ``SessionBase`` generates) and a
 ticket that is not 43 characters of base64url are dropped before the thread
@@ -34,11 +42,12 @@ refuses it (4401) or reaches it as an event, cached or not.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import import_module
 from typing import Any, cast
 from urllib.parse import parse_qs
 
@@ -46,12 +55,8 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth.models import AnonymousUser
-from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
-from django.core.exceptions import ValidationError
 from django.db import DatabaseError
 from django.http.cookie import parse_cookie
-from django.utils import timezone
-from django.utils.crypto import constant_time_compare
 from redis.exceptions import RedisError
 
 from shared.current_user import UserLike, current_user
@@ -63,6 +68,9 @@ from ws_service import metrics
 from ws_service.asgi_types import ASGIApp, Receive, Scope, Send, header
 from ws_service.auth_cache import Entry, get_auth_cache
 from ws_service.auth_db import get_auth_database
+from ws_service.coalesce import Coalescer
+from ws_service.loop_local import LoopLocal
+from ws_service.sessions import LoadedSession, load_sessions, session_users
 
 logger = logging.getLogger("ws.auth")
 
@@ -157,87 +165,89 @@ def _from_ticket(ticket: str) -> Resolution:
 
 
 def _session_user(data: dict[str, Any]) -> UserLike | None:
-    """The user a session's data proves, checked like ``auth.get_user`` but read-only.
-
-    ``auth.get_user`` may write: it cycles the session key when only a
-    ``SECRET_KEY_FALLBACKS`` key verifies the session hash, and flushes the
-    session when no key does. The ws service must never write sessions
-    (doing so would log the browser out of the web service), so it performs
-    the same checks without those side effects.
-    """
-    try:
-        user_id = auth.get_user_model()._meta.pk.to_python(data[auth.SESSION_KEY])
-        backend_path = data[auth.BACKEND_SESSION_KEY]
-    except (KeyError, ValidationError):
-        return None
-    if backend_path not in settings.AUTHENTICATION_BACKENDS:
-        return None
-    user = auth.load_backend(backend_path).get_user(user_id)
-    if user is None:
-        return None
-    session_hash = data.get(auth.HASH_SESSION_KEY)
-    if not session_hash:
-        return None
-    if constant_time_compare(session_hash, user.get_session_auth_hash()) or any(
-        constant_time_compare(session_hash, fallback) for fallback in user.get_session_auth_fallback_hash()
-    ):
-        return cast("UserLike", user)
-    return None
+    """The user a session's data proves (``ws_service.sessions.session_users``, read-only)."""
+    return session_users([data])[0]
 
 
-def _load_session(session_key: str) -> tuple[dict[str, Any], float | None]:
+def _load_session(session_key: str) -> LoadedSession:
     """The session's data, empty when it does not exist or has expired (read-only), and its expiry.
 
     The expiry is known for the database engine only (what the cache needs); ``None`` otherwise.
     """
-    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
-    if type(store) is DatabaseSessionStore:
-        # What load() does (a well-formed key, not expired), keeping the row's expire_date.
-        model = DatabaseSessionStore.get_model_class()
-        row = model.objects.filter(session_key=session_key, expire_date__gt=timezone.now()).first()
-        if row is None:
-            return {}, None
-        decoded: dict[str, Any] = store.decode(row.session_data)
-        return decoded, row.expire_date.timestamp()
-    data: dict[str, Any] = store.load()
-    return data, None
+    return load_sessions([session_key])[session_key]
+
+
+def _from_sessions(session_keys: Sequence[str]) -> list[Resolution]:
+    """Each session's resolution: one query for the sessions, one per backend for their users."""
+    loaded = load_sessions(session_keys)
+    users = session_users([data for data, _ in loaded.values()])
+    resolved = {
+        key: _ANONYMOUS if user is None else Resolution(user, session_group(key), expires_at)
+        for (key, (_, expires_at)), user in zip(loaded.items(), users, strict=True)
+    }
+    return [resolved[key] for key in session_keys]
+
+
+async def _read_sessions(session_keys: Sequence[str]) -> list[Resolution | BaseException]:
+    """Resolve the sessions of handshakes that arrived together, ``WS_AUTH_BATCH_SIZE`` distinct ones per query.
+
+    Handshakes of the same session share its read. The batches run in
+    parallel on the authentication threads (so at most
+    ``WS_AUTH_DB_CONNECTIONS`` at once); a batch that fails (the database is
+    down) fails its handshakes only.
+    """
+    size: int = settings.WS_AUTH_BATCH_SIZE
+    database = get_auth_database()
+    distinct = list(dict.fromkeys(session_keys))
+    batches = [distinct[start : start + size] for start in range(0, len(distinct), size)]
+    outcomes = await asyncio.gather(*(database.run(_from_sessions, batch) for batch in batches), return_exceptions=True)
+    by_key: dict[str, Resolution | BaseException] = {}
+    for batch, outcome in zip(batches, outcomes, strict=True):
+        resolved = [outcome] * len(batch) if isinstance(outcome, BaseException) else outcome
+        by_key.update(zip(batch, resolved, strict=True))
+    return [by_key[key] for key in session_keys]
+
+
+# Per process (loop): handshakes' session reads that arrive together share their queries.
+_session_reads = LoopLocal(lambda: Coalescer(_read_sessions, "session-reads"))
+
+
+async def _read_session(session_key: str) -> Resolution:
+    """The session's resolution, read from the database along with the sessions of concurrent handshakes."""
+    outcome = await _session_reads.get()(session_key)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
 
 
 def _from_session(session_key: str) -> Resolution:
-    data, expires_at = _load_session(session_key)
-    user = _session_user(data)
-    if user is None:
-        return _ANONYMOUS
-    return Resolution(user, session_group(session_key), expires_at)
-
-
-def _resolve(credentials: Credentials) -> Resolution:
-    if credentials.ticket is not None:
-        return _from_ticket(credentials.ticket)
-    if credentials.session_key is not None:
-        return _from_session(credentials.session_key)
-    return _ANONYMOUS
+    return _from_sessions([session_key])[0]
 
 
 async def resolve(credentials: Credentials) -> Resolution:
     """Who the credentials prove, or anonymous.
 
     One thread hop when a credential is well formed and not cached; none (and no query) otherwise.
+    Sessions of handshakes arriving together are read together (``_read_sessions``).
     A session's resolution carries the :class:`Lease` that :func:`confirm_session` checks.
     """
     credentials = plausible(credentials)
-    if credentials.ticket == "" or credentials == Credentials(None, None):
+    if credentials.ticket is not None:  # an explicit ticket wins over the cookie
+        if not credentials.ticket:
+            return _ANONYMOUS
+        ticket_resolution: Resolution = await get_auth_database().run(_from_ticket, credentials.ticket)
+        return ticket_resolution
+    session_key = credentials.session_key
+    if session_key is None:
         return _ANONYMOUS
-    session_key = credentials.session_key if credentials.ticket is None else None
-    if session_key is not None:
-        entry = get_auth_cache().get(session_key)
-        if entry is not None:
-            metrics.AUTH_CACHE_HITS.inc()
-            return Resolution(entry.user, entry.session_group, lease=Lease(session_key, entry))
-        metrics.AUTH_CACHE_MISSES.inc()
+    entry = get_auth_cache().get(session_key)
+    if entry is not None:
+        metrics.AUTH_CACHE_HITS.inc()
+        return Resolution(entry.user, entry.session_group, lease=Lease(session_key, entry))
+    metrics.AUTH_CACHE_MISSES.inc()
     read_at = time.monotonic()
-    resolution: Resolution = await get_auth_database().run(_resolve, credentials)
-    if session_key is None or not resolution.user.is_authenticated:
+    resolution = await _read_session(session_key)
+    if not resolution.user.is_authenticated:
         return resolution
     lease = Lease(session_key, expires_at=resolution.expires_at, read_at=read_at)
     return Resolution(resolution.user, resolution.session_group, resolution.expires_at, lease)

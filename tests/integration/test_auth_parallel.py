@@ -56,6 +56,8 @@ def bounded_ws(
         logs_dir / f"auth-parallel-{ws_server_kind}.log",
         ws_server_kind,
         WS_AUTH_DB_CONNECTIONS=str(BOUND),
+        # Small batches: a burst of the USERS sessions makes several, run in parallel on the BOUND connections.
+        WS_AUTH_BATCH_SIZE="2",
         WS_MAX_CONNECTIONS_PER_USER=str(BURST),
     ) as server:
         yield server

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ASGI_FILE = Path(__file__).resolve().parents[2] / "ws_service" / "asgi.py"
-ALLOWED_BEFORE_SETUP = {"os", "django.core.asgi"}
+ALLOWED_BEFORE_SETUP = {"os", "django"}
 
 
 def test_imports_in_a_fresh_interpreter() -> None:
@@ -26,6 +26,16 @@ def test_the_uvicorn_worker_does_not_import_daphne_or_twisted() -> None:
     code = (
         "import sys; from ws_service.launcher import uvicorn_backend; import ws_service.asgi; "
         "print(sorted(m for m in ('daphne', 'twisted', 'autobahn') if m in sys.modules))"
+    )
+    assert _fresh_interpreter(code) == "[]"
+
+
+def test_the_ws_process_does_not_build_the_web_services_http_stack() -> None:
+    """Start-up sets Django up and no more: the web middleware (WhiteNoise scans the static files) is never built."""
+    code = (
+        "import sys; import ws_service.asgi; "
+        "print(sorted(m for m in ('whitenoise.middleware', 'web_service.middleware', 'web_service.health') "
+        "if m in sys.modules))"
     )
     assert _fresh_interpreter(code) == "[]"
 
@@ -62,17 +72,20 @@ def _imported_modules(node: ast.stmt) -> set[str]:
     return set()
 
 
-def _calls_get_asgi_application(node: ast.stmt) -> bool:
+def _calls_django_setup(node: ast.stmt) -> bool:
     return any(
-        isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "get_asgi_application"
+        isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Attribute)
+        and isinstance(call.func.value, ast.Name)
+        and (call.func.value.id, call.func.attr) == ("django", "setup")
         for call in ast.walk(node)
     )
 
 
-def test_get_asgi_application_runs_before_any_project_import() -> None:
+def test_django_setup_runs_before_any_project_import() -> None:
     body = ast.parse(ASGI_FILE.read_text()).body
-    setup_index = next(i for i, node in enumerate(body) if _calls_get_asgi_application(node))
+    setup_index = next(i for i, node in enumerate(body) if _calls_django_setup(node))
     before = set().union(*(_imported_modules(node) for node in body[:setup_index]))
     after = set().union(*(_imported_modules(node) for node in body[setup_index:]))
-    assert before <= ALLOWED_BEFORE_SETUP, f"imported before get_asgi_application(): {before - ALLOWED_BEFORE_SETUP}"
+    assert before <= ALLOWED_BEFORE_SETUP, f"imported before django.setup(): {before - ALLOWED_BEFORE_SETUP}"
     assert any(module.startswith("ws_service") for module in after)
