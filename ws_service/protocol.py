@@ -77,16 +77,32 @@ def parse_frame(
         message = json.loads(text_data)
     except (ValueError, RecursionError):
         raise ProtocolError(ErrorCode.BAD_JSON, "the frame is not valid JSON") from None
-    check_json_limits(
-        message,
-        max_depth=settings.WS_MAX_JSON_DEPTH if max_depth is None else max_depth,
-        max_string_length=settings.WS_MAX_STRING_LENGTH if max_string_length is None else max_string_length,
-    )
+    depth = settings.WS_MAX_JSON_DEPTH if max_depth is None else max_depth
+    length = settings.WS_MAX_STRING_LENGTH if max_string_length is None else max_string_length
+    if not within_limits_by_text(text_data, max_depth=depth, max_string_length=length):
+        check_json_limits(message, max_depth=depth, max_string_length=length)
     if not isinstance(message, dict):
         raise ProtocolError(ErrorCode.BAD_MESSAGE, "a message must be a JSON object")
     if not isinstance(message.get("type"), str):
         raise ProtocolError(ErrorCode.BAD_MESSAGE, 'a message needs a string "type"')
     return message
+
+
+def within_limits_by_text(text: str, *, max_depth: int, max_string_length: int) -> bool:
+    """Whether the text of a frame alone shows that its JSON keeps both limits (no walk of the parsed value).
+
+    True for the common small frame: ASCII without ``\\u`` escapes (so it cannot
+    hold a lone surrogate), no longer than ``max_string_length`` (so none of its
+    strings is), and with no more brackets than ``max_depth`` (nesting needs one
+    per level; brackets inside strings only make the bound looser). False means
+    only "walk it": :func:`check_json_limits` decides.
+    """
+    return (
+        len(text) <= max_string_length
+        and text.isascii()
+        and "\\u" not in text
+        and text.count("{") + text.count("[") <= max_depth
+    )
 
 
 def check_json_limits(value: Any, *, max_depth: int, max_string_length: int) -> None:

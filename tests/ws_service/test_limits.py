@@ -130,6 +130,30 @@ def test_parse_frame_limits_come_from_settings_and_can_be_given(settings: Settin
     assert parse_frame('{"type": "abcde"}', None, max_depth=5, max_string_length=10)["type"] == "abcde"
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"type":"a","x":[[1]]}',  # 3 levels in 22 characters: over a depth of 2
+        '{"type":"a","x":"' + "b" * 30 + '"}',  # a 30-character string under a 40-character text limit
+        '{"type":"a","x":"\\ud800"}',  # an escaped lone surrogate in short ASCII text
+        '{"type":"a","x":"\ud800"}',  # a raw lone surrogate (not from the wire, but parse_frame gets a str)
+        '{"type":"a","\\udfff":1}',
+    ],
+)
+def test_parse_frame_text_shortcut_never_lets_a_bad_frame_through(text: str) -> None:
+    """Short frames skip the walk of the parsed value only when the text proves the limits hold."""
+    with pytest.raises(ProtocolError) as raised:
+        parse_frame(text, None, max_depth=2, max_string_length=29 if '"b' in text else 64)
+    assert raised.value.code is ErrorCode.BAD_MESSAGE
+
+
+def test_parse_frame_text_shortcut_falls_back_to_the_walk() -> None:
+    """Brackets inside strings and non-ASCII text take the walk, which accepts what is within the limits."""
+    assert parse_frame('{"type":"[[[[{{{{"}', None, max_depth=2, max_string_length=64)["type"] == "[[[[{{{{"
+    assert parse_frame('{"type":"\u00e9t\u00e9"}', None, max_depth=2, max_string_length=64)["type"] == "été"
+    assert parse_frame('{"type":"été"}', None, max_depth=1, max_string_length=4)["type"] == "été"
+
+
 def test_json_too_deep_for_the_parser_is_still_bad_json() -> None:
     with pytest.raises(ProtocolError) as raised:
         parse_frame("[" * 50_000, None)
