@@ -15,12 +15,20 @@ class LoopLocal[T]:
     def __init__(self, factory: Callable[[], T]) -> None:
         self._factory = factory
         self._instances: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, T] = weakref.WeakKeyDictionary()
+        # The last loop asked for and its instance: a process has one loop, so the common
+        # ``get()`` is an identity check, not a weak-dictionary lookup (which makes a weakref).
+        self._last_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
+        self._last: T | None = None
 
     def get(self) -> T:
         loop = asyncio.get_running_loop()
+        last_loop = self._last_loop
+        if last_loop is not None and last_loop() is loop:
+            return self._last  # type: ignore[return-value]  # set together with _last_loop
         instance = self._instances.get(loop)
         if instance is None:
             instance = self._instances[loop] = self._factory()
+        self._last_loop, self._last = weakref.ref(loop), instance
         return instance
 
 
