@@ -9,6 +9,7 @@ host poisoning) is refused with HTTP 403 before any authentication runs.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Sequence
 
@@ -22,6 +23,8 @@ logger = logging.getLogger("ws.host")
 
 # Django's own fallback when DEBUG is on and ALLOWED_HOSTS is empty.
 DEBUG_ALLOWED_HOSTS = (".localhost", "127.0.0.1", "[::1]")
+# Verdicts kept per process: a client choosing Host headers evicts older ones, never grows it.
+VERDICT_CACHE_SIZE = 1024
 
 
 def _host_headers(scope: Scope) -> list[str]:
@@ -45,6 +48,17 @@ def host_allowed(host: str | None, allowed_hosts: Sequence[str]) -> bool:
         return False
     domain, _port = split_domain_port(host)
     return bool(domain) and validate_host(domain, list(allowed_hosts))
+
+
+@functools.lru_cache(maxsize=VERDICT_CACHE_SIZE)
+def cached_host_allowed(host: str | None, allowed_hosts: tuple[str, ...], debug: bool) -> bool:
+    """:func:`host_allowed` under ``ALLOWED_HOSTS``/``DEBUG`` as given, remembered per process.
+
+    A process sees a handful of ``Host`` values; the settings are part of the
+    key, so a changed setting is never answered from an old verdict. At most
+    :data:`VERDICT_CACHE_SIZE` verdicts, the least recently used dropped first.
+    """
+    return host_allowed(host, effective_allowed_hosts(allowed_hosts, debug))
 
 
 class HostValidator:
@@ -73,8 +87,7 @@ class HostValidator:
         scope = metrics.handshake_started(scope)
         hosts = _host_headers(scope)
         host = hosts[0] if len(hosts) == 1 else None
-        allowed = effective_allowed_hosts(settings.ALLOWED_HOSTS, settings.DEBUG)
-        if host_allowed(host, allowed):
+        if cached_host_allowed(host, tuple(settings.ALLOWED_HOSTS), settings.DEBUG):
             return self.inner(scope, receive, send)
         logger.warning("refused WebSocket handshake: host %r not in ALLOWED_HOSTS", hosts)
         metrics.handshake_decided(scope, metrics.OUTCOME_HOST_REFUSED)

@@ -21,6 +21,7 @@ peer can choose the scheme. Without a scheme (Daphne, directly) it is ``ws``.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ logger = logging.getLogger("ws.origin")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 # The http(s) scheme of a page for each WebSocket (or forwarded) scheme.
 PAGE_SCHEMES = {"ws": "http", "wss": "https", "http": "http", "https": "https"}
+# Verdicts kept per process: a client choosing Origin/Host headers evicts older ones, never grows it.
+VERDICT_CACHE_SIZE = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +89,14 @@ def request_scheme(scope: Scope) -> str:
 
 def own_origin(scope: Scope) -> Origin | None:
     """The handshake's own origin: its ``Host`` header with the request scheme."""
-    host = header(scope, b"host")
+    return host_origin(request_scheme(scope), header(scope, b"host"))
+
+
+def host_origin(scheme: str, host: str | None) -> Origin | None:
+    """The origin of a page reached with ``scheme`` at ``host`` (a ``Host`` header value)."""
     if host is None:
         return None
-    return parse_origin(f"{request_scheme(scope)}://{host}")
+    return parse_origin(f"{scheme}://{host}")
 
 
 def origin_allowed(origin: str | None, own: Origin | None, trusted_origins: Sequence[str]) -> bool:
@@ -102,6 +109,17 @@ def origin_allowed(origin: str | None, own: Origin | None, trusted_origins: Sequ
     if parsed is None:
         return False
     return parsed == own or any(_matches_trusted(parsed, trusted.lower()) for trusted in trusted_origins)
+
+
+@functools.lru_cache(maxsize=VERDICT_CACHE_SIZE)
+def cached_origin_allowed(origin: str | None, scheme: str, host: str | None, trusted_origins: tuple[str, ...]) -> bool:
+    """:func:`origin_allowed` for a handshake's ``Origin``, page scheme and ``Host``, remembered per process.
+
+    ``CSRF_TRUSTED_ORIGINS`` is part of the key, so a changed setting is never
+    answered from an old verdict. At most :data:`VERDICT_CACHE_SIZE` verdicts,
+    the least recently used dropped first.
+    """
+    return origin_allowed(origin, host_origin(scheme, host), trusted_origins)
 
 
 def refusal_hint(origin: str | None, scope: Scope) -> str:
@@ -127,8 +145,8 @@ class OriginValidator:
         if scope["type"] != "websocket":
             return self.inner(scope, receive, send)
         origin = header(scope, b"origin")
-        own = own_origin(scope)
-        if origin_allowed(origin, own, settings.CSRF_TRUSTED_ORIGINS):
+        host = header(scope, b"host")
+        if cached_origin_allowed(origin, request_scheme(scope), host, tuple(settings.CSRF_TRUSTED_ORIGINS)):
             return self.inner(scope, receive, send)
         logger.warning("refused WebSocket handshake: origin %r is neither this server's nor trusted", origin)
         metrics.handshake_decided(scope, metrics.OUTCOME_ORIGIN_REFUSED)

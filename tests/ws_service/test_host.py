@@ -20,7 +20,13 @@ from django.test import override_settings
 
 from tests.support.servers import HOST, DaphneServer
 from ws_service.asgi_types import Receive, Scope, Send
-from ws_service.host import HostValidator, effective_allowed_hosts, host_allowed
+from ws_service.host import (
+    VERDICT_CACHE_SIZE,
+    HostValidator,
+    cached_host_allowed,
+    effective_allowed_hosts,
+    host_allowed,
+)
 
 ALLOWED_HOSTS = ["example.com", ".example.org", "127.0.0.1", "[::1]"]
 
@@ -199,3 +205,24 @@ def test_refusals_are_logged_by_the_server(host_checked_daphne: DaphneServer) ->
     _raw_handshake_status(host_checked_daphne.port, "rebinding.attacker.example")
     log = Path(host_checked_daphne.log_path).read_text()
     assert "refused WebSocket handshake: host ['rebinding.attacker.example']" in log
+
+
+async def test_a_changed_allowed_hosts_is_never_answered_from_a_remembered_verdict() -> None:
+    """Verdicts are remembered per process, keyed by the settings too: a new ALLOWED_HOSTS decides afresh."""
+    headers = [(b"host", b"moved.example"), (b"origin", b"https://moved.example")]
+    with override_settings(ALLOWED_HOSTS=ALLOWED_HOSTS):
+        assert (await _handshake(headers))[0] is False
+    with override_settings(ALLOWED_HOSTS=["moved.example"]):
+        assert (await _handshake(headers))[0] is True
+    with override_settings(ALLOWED_HOSTS=ALLOWED_HOSTS):
+        assert (await _handshake(headers))[0] is False
+
+
+def test_remembered_host_verdicts_are_bounded() -> None:
+    """A client sending a new Host on every handshake cannot grow the process's memory."""
+    allowed = ("*",)
+    for index in range(VERDICT_CACHE_SIZE + 100):
+        assert cached_host_allowed(f"h{index}.example", allowed, False)
+    info = cached_host_allowed.cache_info()
+    assert info.maxsize == VERDICT_CACHE_SIZE
+    assert info.currsize <= VERDICT_CACHE_SIZE

@@ -8,7 +8,14 @@ from django.test import override_settings
 
 from tests.support.communicators import receive_message, ws_communicator
 from tests.support.users import make_user, session_key_for
-from ws_service.origin import Origin, origin_allowed, own_origin, parse_origin
+from ws_service.origin import (
+    VERDICT_CACHE_SIZE,
+    Origin,
+    cached_origin_allowed,
+    origin_allowed,
+    own_origin,
+    parse_origin,
+)
 
 TRUSTED = ["https://app.example.com", "https://*.trusted.example", "http://*.dev.example:8080"]
 # The handshake's own origin in the rule table: Host localhost:8000 over plain ws.
@@ -123,3 +130,22 @@ async def test_a_wildcard_allowed_hosts_trusts_no_foreign_origin(origin: str) ->
     with override_settings(ALLOWED_HOSTS=["*"]):
         assert not await _welcomed(origin, key)
         assert await _welcomed("http://localhost:8000", key)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_changed_trusted_origins_is_never_answered_from_a_remembered_verdict() -> None:
+    """Verdicts are remembered per process, keyed by the settings too: a new CSRF_TRUSTED_ORIGINS decides afresh."""
+    key = await _session_key()
+    with override_settings(CSRF_TRUSTED_ORIGINS=["https://moved.example"]):
+        assert await _welcomed("https://moved.example", key)
+    with override_settings(CSRF_TRUSTED_ORIGINS=[]):
+        assert not await _welcomed("https://moved.example", key)
+
+
+def test_remembered_origin_verdicts_are_bounded() -> None:
+    """A client sending a new Origin on every handshake cannot grow the process's memory."""
+    for index in range(VERDICT_CACHE_SIZE + 100):
+        assert not cached_origin_allowed(f"https://o{index}.example", "http", "localhost:8000", ())
+    info = cached_origin_allowed.cache_info()
+    assert info.maxsize == VERDICT_CACHE_SIZE
+    assert info.currsize <= VERDICT_CACHE_SIZE
