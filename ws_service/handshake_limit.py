@@ -19,13 +19,15 @@ address (a Unix socket) is not limited.
 
 Memory is bounded: at most ``WS_HANDSHAKE_LIMIT_TRACKED_ADDRESSES`` buckets
 (about 200 bytes each) per process, the least recently seen evicted first
-(an evicted address starts again with a full bucket). The limit is per
+(an evicted address starts again with a full bucket), and the keys of the
+last ``KEY_CACHE_SIZE`` addresses seen are remembered. The limit is per
 process: with ``WS_WORKERS`` > 1 or several replicas an address gets that
 many handshakes from each. ``WS_HANDSHAKES_PER_ADDRESS_PER_SECOND=0`` turns it off.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import time
@@ -43,10 +45,14 @@ logger = logging.getLogger("ws.handshake_limit")
 
 IPV6_PREFIX = 64
 MAX_KEY_LENGTH = 64
+# Address keys remembered per process (parsing an address costs more than its bucket's check);
+# a client cycling through addresses evicts the least recently used, never grows it.
+KEY_CACHE_SIZE = 4096
 
 
+@functools.lru_cache(maxsize=KEY_CACHE_SIZE)
 def address_key(address: str) -> str:
-    """The bucket an address counts against: itself, or its /64 for IPv6."""
+    """The bucket an address counts against: itself, or its /64 for IPv6 (remembered per process)."""
     try:
         parsed = ipaddress.ip_address(address)
     except ValueError:

@@ -9,7 +9,13 @@ from prometheus_client import REGISTRY
 
 from ws_service import metrics
 from ws_service.asgi_types import Receive, Scope, Send
-from ws_service.handshake_limit import AddressBuckets, HandshakeLimitMiddleware, address_key, buckets_from_settings
+from ws_service.handshake_limit import (
+    KEY_CACHE_SIZE,
+    AddressBuckets,
+    HandshakeLimitMiddleware,
+    address_key,
+    buckets_from_settings,
+)
 from ws_service.protocol import CLOSE_TOO_MANY_HANDSHAKES
 
 
@@ -64,6 +70,17 @@ def test_memory_is_bounded_and_the_least_recently_seen_address_goes_first() -> N
     for i in range(10_000):
         buckets.allow(f"198.51.{i // 256}.{i % 256}")
     assert len(buckets) == 3
+
+
+def test_remembered_address_keys_are_bounded() -> None:
+    """Keys are remembered per process; clients cycling through addresses cannot grow that memory."""
+    for index in range(KEY_CACHE_SIZE + 100):
+        assert address_key(f"10.{index // 65536}.{index // 256 % 256}.{index % 256}") == (
+            f"10.{index // 65536}.{index // 256 % 256}.{index % 256}"
+        )
+    info = address_key.cache_info()
+    assert info.maxsize == KEY_CACHE_SIZE
+    assert info.currsize <= KEY_CACHE_SIZE
 
 
 def test_rate_zero_turns_the_limit_off_and_settings_build_the_buckets() -> None:
