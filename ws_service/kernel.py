@@ -77,6 +77,18 @@ logger = logging.getLogger("ws.consumer")
 LAYER_ERRORS = (RedisError, OSError)
 # Events queued beyond the capacity anyway: losing one would leave a revoked connection open.
 ESSENTIAL_EVENTS = frozenset({REVOKED_EVENT})
+HANDLER_NAMES_CACHED = 256
+
+
+@functools.lru_cache(maxsize=HANDLER_NAMES_CACHED)
+def handler_name(message_type: str) -> str:
+    """Channels' handler method name for a message type (``"chat.message"`` → ``chat_message``), per process.
+
+    Types come from the server and the channel layer (``websocket.receive``,
+    the events the application sends), never from a client's frame.
+    """
+    name: str = get_handler_name({"type": message_type})
+    return name
 
 
 def user_payload(user: Any) -> dict[str, Any]:
@@ -126,7 +138,8 @@ class KernelConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
         self.task = asyncio.current_task()
         try:
             while True:
-                await self.dispatch_pending()
+                if self.pending is not None:  # no coroutine per frame when no event waits
+                    await self.dispatch_pending()
                 self.waiting = True
                 try:
                     message = await receive()
@@ -262,11 +275,12 @@ class KernelConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
         stale connections around the work itself.
         """
         try:
-            event_handler = self.frames.events.get(message["type"])
+            message_type = message["type"]
+            event_handler = self.frames.events.get(message_type)
             if event_handler is not None:
                 await event_handler(self, message)
                 return
-            handler = getattr(self, get_handler_name(message), None)
+            handler = getattr(self, handler_name(message_type), None)
             if handler is None:
                 raise ValueError(f"no handler for message type {message['type']!r}")
             await handler(message)
@@ -414,7 +428,8 @@ class KernelConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
                 metrics.count_sent(frame_type)
                 return
         try:
-            await self.send(text_data=text)
+            # Straight to the server (what Channels' two ``send`` layers end in), once per frame.
+            await self.base_send({"type": "websocket.send", "text": text})
         except OSError as exc:
             # Aborted for unsent output (ws_service.output_budget) or Uvicorn's ClientDisconnected:
             # the disconnect event is queued and runs the cleanup once this handler returns.
