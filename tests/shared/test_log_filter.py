@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 from django.conf import settings
 from django.contrib.auth.models import User
 
 from shared.current_user import use_current_user
-from shared.log_context import use_connection_id, use_context_id, use_request_id
+from shared.log_context import new_context_id, use_connection_id, use_context_id, use_request_id
 from shared.log_filters import RequestContextFilter
 from shared.log_format import JsonFormatter, TextFormatter
 
@@ -64,3 +65,10 @@ def _record_through(handler: logging.Handler) -> logging.LogRecord:
         assert isinstance(log_filter, logging.Filter)
         log_filter.filter(record)
     return record
+
+
+def test_context_ids_are_32_hex_digits_and_never_repeat() -> None:
+    """The form clients and logs see (``connection_id``, ``X-Request-ID``): 128 random bits in hex."""
+    ids = {new_context_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(re.fullmatch(r"[0-9a-f]{32}", value) for value in ids)
