@@ -95,14 +95,20 @@ def _abort_daphne(protocol: Any, pending: int) -> None:
     _drop_twisted_buffers(protocol.transport)
 
 
-async def wait_for_room(protocol: Any) -> None:
-    """Wait while a Daphne socket holds more than half the budget; abort it after ``send_timeout()``."""
+def needs_room(protocol: Any) -> bool:
+    """Whether a send on this Daphne socket has to wait (it holds more than half the budget)."""
     transport = getattr(protocol, "transport", None)
     if transport is None or getattr(protocol, ABORTED_FLAG, False):
+        return False
+    return twisted_pending_bytes(transport) > budget() // 2
+
+
+async def wait_for_room(protocol: Any) -> None:
+    """Wait while a Daphne socket holds more than half the budget; abort it after ``send_timeout()``."""
+    if not needs_room(protocol):
         return
+    transport = protocol.transport
     low_water = budget() // 2
-    if twisted_pending_bytes(transport) <= low_water:
-        return
     loop = asyncio.get_running_loop()
     deadline = loop.time() + send_timeout()
     while (pending := twisted_pending_bytes(transport)) > low_water:
@@ -137,7 +143,7 @@ def install_daphne() -> None:
             _abort_daphne(self, pending)
 
     async def server_handle_reply(self: Any, protocol: Any, message: dict[str, Any]) -> None:
-        if message.get("type") == "websocket.send":
+        if message.get("type") == "websocket.send" and needs_room(protocol):  # no coroutine per send otherwise
             await wait_for_room(protocol)
         await original_server_reply(self, protocol, message)
 
