@@ -92,8 +92,8 @@ class Credentials:
 
 def credentials_from_scope(scope: Scope) -> Credentials:
     """The ``?ticket=`` query parameter and the session cookie of a handshake."""
-    query = parse_qs(bytes(scope.get("query_string", b"")).decode("latin-1"))
-    tickets = query.get(TICKET_PARAMETER)
+    query_string = scope.get("query_string", b"")
+    tickets = parse_qs(bytes(query_string).decode("latin-1")).get(TICKET_PARAMETER) if query_string else None
     cookie_header = header(scope, b"cookie")
     cookies = parse_cookie(cookie_header) if cookie_header else {}
     return Credentials(
