@@ -5,12 +5,17 @@ from __future__ import annotations
 import pprint
 from typing import Any
 
-import autobahn.twisted.websocket as twisted_websocket
-import autobahn.websocket.protocol as websocket_protocol
-from autobahn import util
+import autobahn.twisted.websocket
+import autobahn.util
+import autobahn.websocket.protocol
 from twisted.logger import formatEvent
 
 from ws_service import autobahn_logs
+
+# Autobahn ships no type hints for these helpers: the tests use them untyped.
+twisted_websocket: Any = autobahn.twisted.websocket
+websocket_protocol: Any = autobahn.websocket.protocol
+util: Any = autobahn.util
 
 
 class Watched:
