@@ -19,18 +19,18 @@ def run(options: ServerOptions, listen_fd: int | None = None) -> None:
     from twisted.internet import reactor
 
     from ws_service import (
-        autobahn_logs,
         daphne_close,
         daphne_reaper,
         daphne_timeouts,
         daphne_upgrade,
         input_budget,
+        lazy_log_args,
         output_budget,
     )
     from ws_service.asgi import application
     from ws_service.launcher import gc_tuning
 
-    autobahn_logs.install()
+    lazy_log_args.install_daphne()
     daphne_close.install()
     daphne_timeouts.install()
     daphne_reaper.install()

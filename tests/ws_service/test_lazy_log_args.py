@@ -1,21 +1,26 @@
-"""``ws_service.autobahn_logs``: autobahn's debug-log arguments cost nothing until a record is formatted."""
+"""``ws_service.lazy_log_args``: the servers' log-call arguments cost nothing until a record is formatted."""
 
 from __future__ import annotations
 
+import logging
 import pprint
 from typing import Any
 
 import autobahn.twisted.websocket
 import autobahn.util
 import autobahn.websocket.protocol
+import pytest
+import uvicorn.protocols.utils
+import uvicorn.protocols.websockets.websockets_sansio_impl
 from twisted.logger import formatEvent
 
-from ws_service import autobahn_logs
+from ws_service import lazy_log_args
 
 # Autobahn ships no type hints for these helpers: the tests use them untyped.
 twisted_websocket: Any = autobahn.twisted.websocket
 websocket_protocol: Any = autobahn.websocket.protocol
 util: Any = autobahn.util
+sansio: Any = uvicorn.protocols.websockets.websockets_sansio_impl
 
 
 class Watched:
@@ -30,8 +35,8 @@ class Watched:
 
 
 def test_debug_arguments_are_rendered_only_when_a_record_is_formatted() -> None:
-    assert autobahn_logs.install()
-    assert autobahn_logs.install()  # idempotent: helpers are wrapped once
+    assert lazy_log_args.install_daphne()
+    assert lazy_log_args.install_daphne()  # idempotent: helpers are wrapped once
     watched = Watched()
     attrs: Any = websocket_protocol.pformat([("option", watched)])
     func: Any = twisted_websocket.hltype(test_debug_arguments_are_rendered_only_when_a_record_is_formatted)
@@ -43,7 +48,7 @@ def test_debug_arguments_are_rendered_only_when_a_record_is_formatted() -> None:
 
 
 def test_lazy_helpers_render_exactly_autobahns_text() -> None:
-    assert autobahn_logs.install()
+    assert lazy_log_args.install_daphne()
     for module in (websocket_protocol, twisted_websocket):
         assert str(module.hltype(formatEvent)) == util.hltype(formatEvent)
         assert f"{module.hlval('127.0.0.1:5000')}" == util.hlval("127.0.0.1:5000")
@@ -52,8 +57,37 @@ def test_lazy_helpers_render_exactly_autobahns_text() -> None:
 
 
 def test_timings_still_print_as_text() -> None:
-    assert autobahn_logs.install()
+    assert lazy_log_args.install_daphne()
     timings = websocket_protocol.Timings()
     timings.track("connect")
     assert isinstance(str(timings), str)
     assert "connect" in str(timings)
+
+
+class WatchedScope(dict[str, Any]):
+    """A scope that counts how often it is read."""
+
+    reads = 0
+
+    def __getitem__(self, key: str) -> Any:
+        WatchedScope.reads += 1
+        return super().__getitem__(key)
+
+
+def test_uvicorn_info_arguments_are_rendered_only_for_a_record(caplog: pytest.LogCaptureFixture) -> None:
+    assert lazy_log_args.install_uvicorn()
+    assert lazy_log_args.install_uvicorn()  # idempotent
+    scope = WatchedScope(client=("127.0.0.2", 5000), root_path="", path="/ws/", query_string=b"a=1")
+    logger = logging.getLogger("test.lazy_log_args")
+    logger.setLevel(logging.WARNING)
+    WatchedScope.reads = 0
+    logger.info(
+        '%s - "WebSocket %s" [accepted]', sansio.get_client_addr(scope), sansio.get_path_with_query_string(scope)
+    )
+    assert WatchedScope.reads == 0  # what an INFO line costs with INFO off: no text at all
+    with caplog.at_level(logging.INFO, logger="test.lazy_log_args"):
+        logger.info(
+            '%s - "WebSocket %s" [accepted]', sansio.get_client_addr(scope), sansio.get_path_with_query_string(scope)
+        )
+    expected_path = uvicorn.protocols.utils.get_path_with_query_string(scope)  # type: ignore[arg-type]
+    assert caplog.messages == [f'127.0.0.2:5000 - "WebSocket {expected_path}" [accepted]']
