@@ -83,12 +83,11 @@ type _Ref = tuple[int, int]
 class _Trip:
     """The pipelines of one batch: the data Redis's (number 0) and one per other layer shard."""
 
-    def __init__(self, layer: Any) -> None:
+    def __init__(self, layer: Any, shared: bool) -> None:
         self.layer = layer
         self.pipes: list[Pipeline] = [get_redis().pipeline(transaction=False)]
         # Single host: every shard command goes into the data pipeline (the layer has one shard, 0).
-        hosts: Sequence[Any] = getattr(layer, "hosts", ())
-        self._shared = len(hosts) == 1 and is_data_redis(hosts[0])
+        self._shared = shared
         self._shards: dict[int, int] = {}
 
     def data(self) -> tuple[int, Pipeline]:
@@ -103,18 +102,24 @@ class _Trip:
             self.pipes.append(self.layer.connection(index).pipeline(transaction=False))
         return number, self.pipes[number]
 
-    async def send(self) -> list[list[Any] | BaseException]:
+    async def send(self) -> list[list[Any] | Exception]:
         """Every pipeline at once; each one's replies (errors in place) or its exception."""
-        return await asyncio.gather(
+        replies = await asyncio.gather(
             *(pipe.execute(raise_on_error=False) for pipe in self.pipes), return_exceptions=True
         )
+        answers: list[list[Any] | Exception] = []
+        for reply in replies:
+            if isinstance(reply, BaseException) and not isinstance(reply, Exception):
+                raise reply  # cancelled: not a Redis answer
+            answers.append(reply)
+        return answers
 
 
-def _reply(replies: list[list[Any] | BaseException], ref: _Ref) -> Any:
+def _reply(replies: list[list[Any] | Exception], ref: _Ref) -> Any:
     """One command's reply, or the exception that it (or its whole pipeline) raised."""
     number, position = ref
     batch = replies[number]
-    return batch if isinstance(batch, BaseException) else batch[position]
+    return batch if isinstance(batch, Exception) else batch[position]
 
 
 class Admission:
@@ -122,6 +127,8 @@ class Admission:
 
     def __init__(self) -> None:
         self._asks = Coalescer(self._admit_many, "admissions")
+        # The layer last seen, and whether it is the data Redis (decided once per layer, not per batch).
+        self._layer: tuple[Any, bool] | None = None
 
     @property
     def batches(self) -> int:
@@ -140,7 +147,7 @@ class Admission:
     async def _trip(
         self, layer: Any, asks: Sequence[Ask], new: list[str], channel: str
     ) -> tuple[list[Admitted], set[int]]:
-        plan = _Trip(layer)
+        plan = _Trip(layer, self._shares_data_redis(layer))
         now = time.time()
         slots: list[_Ref | None] = []
         for ask in asks:
@@ -167,7 +174,7 @@ class Admission:
         refused = self._settle_slots(asks, slots, replies)
         for ref in joins:
             failure = _reply(replies, ref)
-            if isinstance(failure, BaseException):
+            if isinstance(failure, Exception):
                 raise failure  # not in the groups: nothing recorded, every connect of the batch gets 4013
         admitted = [
             Admitted(refused=index in refused, revoked=any(_marked(_reply(replies, ref)) for ref in refs))
@@ -175,8 +182,15 @@ class Admission:
         ]
         return admitted, refused
 
+    def _shares_data_redis(self, layer: Any) -> bool:
+        """Whether ``layer`` is one server, the data Redis: then a batch is one pipeline."""
+        if self._layer is None or self._layer[0] is not layer:
+            hosts: Sequence[Any] = getattr(layer, "hosts", ())
+            self._layer = (layer, len(hosts) == 1 and is_data_redis(hosts[0]))
+        return self._layer[1]
+
     def _settle_slots(
-        self, asks: Sequence[Ask], slots: list[_Ref | None], replies: list[list[Any] | BaseException]
+        self, asks: Sequence[Ask], slots: list[_Ref | None], replies: list[list[Any] | Exception]
     ) -> set[int]:
         """Record the slots taken (the middleware gives them back); the indexes of the refused asks."""
         tracker = get_slot_tracker()
@@ -185,7 +199,7 @@ class Admission:
             if ask.claim is None or ref is None:
                 continue
             reply = _reply(replies, ref)
-            if isinstance(reply, BaseException):
+            if isinstance(reply, Exception):
                 logger.warning("connection limit not checked, Redis unavailable: %s", reply)
             elif int(reply) == 1:
                 ask.claim.taken = True
@@ -197,7 +211,7 @@ class Admission:
 
 def _marked(reply: Any) -> bool:
     """An ``EXISTS`` reply: set, or unreadable (then the session is read again, as if revoked)."""
-    return isinstance(reply, BaseException) or int(reply) > 0
+    return isinstance(reply, Exception) or int(reply) > 0
 
 
 _admissions: LoopLocal[Admission] = LoopLocal(Admission)

@@ -1,8 +1,10 @@
 """The per-process node: one channel-layer channel and one membership per group for the whole process.
 
 Connections never touch the channel layer themselves. A connection asks the
-node to :meth:`Node.join` groups (its user, its session, ``broadcast``, each
-topic it follows); the node joins a group in Redis only when its first local
+node to :meth:`Node.join` groups (each topic it follows; on connect its user,
+its session and ``broadcast`` through :meth:`Node.join_many`, which lets the
+connect admission carry the joins in its one round trip,
+``ws_service.admission``); the node joins a group in Redis only when its first local
 member needs it, and leaves it when the last one goes. Redis thus holds one
 membership per process per group, and a ``group_send`` stores one copy per
 process, not one per connection.

@@ -30,7 +30,7 @@ from shared.groups import BROADCAST_GROUP, user_group
 from shared.redis_client import get_redis
 from shared.topics import session_group
 from tests.support.communicators import receive_message, ws_communicator
-from tests.support.servers import RedisServer
+from tests.support.servers import RedisServer, free_port
 from tests.support.users import make_user, session_key_for
 from ws_service.admission import get_admission
 from ws_service.connection_slots import open_connections
@@ -285,3 +285,16 @@ async def test_a_revocation_mark_on_the_layers_server_refuses_a_cached_handshake
         await sync_to_async(Session.objects.filter(session_key=key).delete)()
         assert await _close_code(key) == CLOSE_UNAUTHENTICATED
     await keeper.disconnect()
+
+
+async def test_with_the_data_redis_down_a_connect_is_let_through_uncounted(
+    layer_elsewhere: None, settings: SettingsWrapper
+) -> None:
+    """Availability wins over the limit: the joins and marks (on the layer's server) still decide."""
+    settings.WS_MAX_CONNECTIONS_PER_USER = 1
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    user_id, key = await _session("alice")
+    one, two = await _welcomed(key), await _welcomed(key)  # over the limit, yet both let through
+    assert len(get_node().local[user_group(user_id)]) == 2
+    await one.disconnect()
+    await two.disconnect()
