@@ -156,12 +156,11 @@ class Admission:
             if ask.claim is not None:
                 queue_acquire(pipe, ask.claim.slot, ask.claim.limit, now)
         joins: list[_Ref] = []
-        for index, keys in layer._groups_by_shard(new, channel).items():  # what group_add_many sends
+        for index, keys in layer.groups_by_shard(new, channel).items():
             number, pipe = plan.shard(index)
             for key in keys:
                 joins.append((number, len(pipe)))
-                pipe.zadd(key, {channel: now})
-                pipe.expire(key, layer.group_expiry)
+                layer.queue_group_add(pipe, key, channel, now)  # what group_add_many sends
         marks: list[list[_Ref]] = []
         for ask in asks:
             refs = []
