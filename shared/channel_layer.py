@@ -32,6 +32,7 @@ from typing import Any
 
 from channels_redis.core import RedisChannelLayer as _StockRedisChannelLayer
 from redis.asyncio import BlockingConnectionPool, ConnectionPool
+from redis.asyncio.client import Pipeline
 from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
@@ -88,27 +89,32 @@ class RedisChannelLayer(_StockRedisChannelLayer):  # type: ignore[misc]
         """channels-redis ``group_send``, with the group's name in the event (:data:`GROUP_KEY`)."""
         await super().group_send(group, {**message, GROUP_KEY: group})
 
-    def _groups_by_shard(self, groups: Iterable[str], channel: str) -> dict[int, list[str]]:
+    def groups_by_shard(self, groups: Iterable[str], channel: str) -> dict[int, list[bytes]]:
+        """The Redis keys of ``groups``, by shard index (names checked as channels-redis does)."""
         assert self.require_valid_channel_name(channel), "Channel name not valid"
-        by_shard: dict[int, list[str]] = {}
+        by_shard: dict[int, list[bytes]] = {}
         for group in groups:
             assert self.require_valid_group_name(group), "Group name not valid"
             by_shard.setdefault(self.consistent_hash(group), []).append(self._group_key(group))
         return by_shard
 
+    def queue_group_add(self, pipe: Pipeline, key: bytes, channel: str, now: float) -> None:
+        """Queue ``group_add``'s two commands for one group key (from :meth:`groups_by_shard`) on ``pipe``."""
+        pipe.zadd(key, {channel: now})
+        pipe.expire(key, self.group_expiry)
+
     async def group_add_many(self, groups: Iterable[str], channel: str) -> None:
         """``group_add`` of ``channel`` to every group, the same keys and expiry as channels-redis."""
         now = time.time()
-        for index, keys in self._groups_by_shard(groups, channel).items():
+        for index, keys in self.groups_by_shard(groups, channel).items():
             async with self.connection(index).pipeline(transaction=False) as pipe:
                 for key in keys:
-                    pipe.zadd(key, {channel: now})
-                    pipe.expire(key, self.group_expiry)
+                    self.queue_group_add(pipe, key, channel, now)
                 await pipe.execute()
 
     async def group_discard_many(self, groups: Iterable[str], channel: str) -> None:
         """``group_discard`` of ``channel`` from every group."""
-        for index, keys in self._groups_by_shard(groups, channel).items():
+        for index, keys in self.groups_by_shard(groups, channel).items():
             async with self.connection(index).pipeline(transaction=False) as pipe:
                 for key in keys:
                     pipe.zrem(key, channel)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import weakref
+from collections.abc import Mapping
+from typing import Any
 
 import redis.asyncio as redis
 from django.conf import settings
@@ -40,6 +42,16 @@ def get_redis() -> redis.Redis:
         client = redis.Redis.from_pool(create_blocking_pool(host))
         _clients[loop] = client
     return client
+
+
+# What names a Redis server in a host entry (``data_host``, ``layer_hosts``); the rest is pool tuning.
+_SERVER_KEYS = ("address", "master_name", "sentinels", "db", "username", "password", "ssl")
+
+
+def is_data_redis(host: Mapping[str, Any]) -> bool:
+    """Whether a channel-layer host entry is the data Redis (:func:`get_redis`): one server, one pipeline for both."""
+    data = data_host(data_topology(), settings.REDIS_POOL)
+    return all(host.get(key) == data.get(key) for key in _SERVER_KEYS)
 
 
 def new_probe_client(timeout: float) -> redis.Redis:

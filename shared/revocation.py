@@ -17,7 +17,8 @@ session has aged out (``WS_AUTH_CACHE_SECONDS``, ``ws_service.auth_cache``).
 Each revocation first sets a *mark* in Redis (``<prefix>:revoked:<group>``,
 on the group's shard, for :data:`REVOKED_MARK_SECONDS`), then sends the
 event. A ws handshake checks the marks of its session and user groups after
-joining them (:func:`any_revoked`): a revocation either left its mark before
+joining them, in the same pipelined round trip, on each group's shard
+(:func:`marks_by_shard`, ``ws_service.admission``): a revocation either left its mark before
 that check, or its event reaches the connection, which is already a member.
 So neither a handshake racing a revocation nor a cached session ever outlives
 the revocation, even before the event has been delivered.
@@ -64,17 +65,18 @@ async def _mark_and_send(layer: Any, group: str, reason: str) -> None:
     await layer.group_send(group, {"type": REVOKED_EVENT, "reason": reason})
 
 
-async def any_revoked(layer: Any, groups: list[str]) -> bool:
-    """Whether any of ``groups`` was revoked within :data:`REVOKED_MARK_SECONDS` (one query per shard)."""
+def marks_by_shard(layer: Any, groups: list[str]) -> dict[int, list[str]]:
+    """The revocation marks of ``groups``, by the layer shard holding them (none for a layer without marks).
+
+    A handshake checks them (``EXISTS``) after joining the groups, on the same
+    shard connection, in the same pipeline (``ws_service.admission``).
+    """
     if not _marks_redis(layer):
-        return False
+        return {}
     by_shard: dict[int, list[str]] = {}
     for group in groups:
         by_shard.setdefault(layer.consistent_hash(group), []).append(revoked_mark(layer, group))
-    for index, keys in by_shard.items():
-        if await layer.connection(index).exists(*keys):
-            return True
-    return False
+    return by_shard
 
 
 def _revoke(group: str, reason: str) -> None:

@@ -34,9 +34,10 @@ A session's later handshakes on the same process are served from the
 per-process cache (``ws_service.auth_cache``), without a thread hop. Every
 handshake authenticated by session carries a :class:`Lease`, which the
 consumer confirms with :func:`confirm_session` once it joined its groups:
-the revocation marks of its session and user are checked (one Redis query),
-and if one is set, or the cached entry was evicted meanwhile, the session is
-read again from the database. A revocation racing a handshake thus either
+the revocation marks of its session and user (:func:`marked_groups`) are
+read right after the joins, in the connect's one pipelined round trip
+(``ws_service.admission``), and if one is set, or the cached entry was
+evicted meanwhile, the session is read again from the database. A revocation racing a handshake thus either
 refuses it (4401) or reaches it as an event, cached or not.
 """
 
@@ -51,17 +52,14 @@ from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import parse_qs
 
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth.models import AnonymousUser
 from django.db import DatabaseError
 from django.http.cookie import parse_cookie
-from redis.exceptions import RedisError
 
 from shared.current_user import UserLike, current_user
 from shared.groups import user_group
-from shared.revocation import any_revoked
 from shared.tickets import redeem_ticket, well_formed_ticket
 from shared.topics import session_group
 from ws_service import metrics
@@ -253,36 +251,40 @@ async def resolve(credentials: Credentials) -> Resolution:
     return Resolution(resolution.user, resolution.session_group, resolution.expires_at, lease)
 
 
-async def _revoked_since(groups: list[str]) -> bool:
-    """Whether a revocation mark of ``groups`` is set; true when Redis cannot tell."""
-    try:
-        return await any_revoked(get_channel_layer(), groups)
-    except (RedisError, OSError):
-        return True
+def marked_groups(scope: Scope) -> list[str]:
+    """The groups whose revocation marks :func:`confirm_session` needs: the session's and the user's.
+
+    None for a handshake without a :class:`Lease` (a ticket, anonymous). The
+    connect reads them once it holds the groups, in its admission's round
+    trip (``ws_service.admission``).
+    """
+    if LEASE_KEY not in scope:
+        return []
+    return [scope["session_group"], user_group(scope["user"].pk)]
 
 
-async def confirm_session(scope: Scope) -> bool:
+async def confirm_session(scope: Scope, marked: bool) -> bool:
     """Whether the handshake's session still proves its user, once the connection holds its groups.
 
-    Call after joining the session and user groups: from then on any
-    revocation reaches the connection as an event. Nothing to do for a
-    handshake without a :class:`Lease` (a ticket). Otherwise one Redis query
-    for the revocation marks (``shared.revocation.any_revoked``); with a mark
-    (or when Redis cannot answer), or when the cached entry that served the
-    handshake was evicted meanwhile, the session is read again from the
-    database (may raise ``DatabaseError``). A database read without a mark
-    is cached for the session's next handshakes.
+    Call after joining the session and user groups (from then on any
+    revocation reaches the connection as an event), with ``marked``: whether
+    a revocation mark of :func:`marked_groups` was set, read after the joins
+    (true when Redis could not tell). Nothing to do for a handshake without
+    a :class:`Lease` (a ticket). With a mark, or when the cached entry that
+    served the handshake was evicted meanwhile, the session is read again
+    from the database (may raise ``DatabaseError``). A database read without
+    a mark is cached for the session's next handshakes.
     """
     lease: Lease | None = scope.pop(LEASE_KEY, None)
     if lease is None:
         return True
     user = scope["user"]
-    groups = [scope["session_group"], user_group(user.pk)]
     cache = get_auth_cache()
-    if not await _revoked_since(groups):
+    if not marked:
         if lease.entry is None:
             if lease.expires_at is not None:
-                cache.put(lease.session_key, Entry(user, groups[0], groups[1], lease.expires_at, lease.read_at))
+                entry = Entry(user, scope["session_group"], user_group(user.pk), lease.expires_at, lease.read_at)
+                cache.put(lease.session_key, entry)
             return True
         if cache.holds(lease.session_key, lease.entry):
             return True

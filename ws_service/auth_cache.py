@@ -10,8 +10,8 @@ treat ``scope["user"]`` as read-only, or copy it before changing it).
 Exactness under revocation does not rest on the cache alone. Every handshake
 that authenticated by session, cached or not, is confirmed after it joined
 its session and user groups (``ws_service.auth.confirm_session``): the
-revocation marks of both groups are checked in Redis
-(``shared.revocation.any_revoked``). A revocation that happened after the
+revocation marks of both groups are read in Redis right after the joins, in
+the connect's one pipelined round trip (``ws_service.admission``). A revocation that happened after the
 entry's database read left such a mark (it outlives any entry), and one that
 happens later reaches the connection, already a member of the groups. With a
 mark, or when the entry was evicted meanwhile, the session is read again from

@@ -6,9 +6,16 @@ refreshes it every ``WS_CONNECTION_TTL_SECONDS / 3``,
 so a crashed replica's connections stop counting within TTL + TTL/3. Taking a
 slot is one Lua script (drop expired members, count, add if below the limit),
 hence atomic across replicas: two simultaneous connects can never both take
-the last slot. Connects (and disconnects) arriving together send their
-scripts (and removals) in one pipelined round trip (``ws_service.coalesce``);
-each script is still atomic, in order, so the guarantee holds within a batch.
+the last slot. A connect's script travels in its connect's one pipelined
+round trip (``ws_service.admission``: with the groups it joins and the
+revocation marks it checks), shared by the connects arriving together;
+disconnects arriving together send their removals in one round trip
+(``ws_service.coalesce``). Each script is still atomic, in order, so the
+guarantee holds within a batch.
+
+The limits middleware puts a :class:`SlotClaim` in the scope; whoever admits
+the connection (the kernel's connect, through the admission) takes it, and
+the middleware gives back a taken slot when the connection ends.
 
 The refresh is per process, not per connection: one pipelined round trip per
 round, carrying one script call per ``REFRESH_BATCH`` slots (each call extends
@@ -30,6 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from shared.redis_client import get_redis
@@ -78,6 +86,25 @@ class Slot:
         return user_key(self.user_id)
 
 
+@dataclass(slots=True)
+class SlotClaim:
+    """The slot a connection must take on connect (``scope[SLOT_CLAIM_KEY]``); ``taken`` once it holds it."""
+
+    slot: Slot
+    limit: int
+    taken: bool = False
+
+
+# The scope key of a connection's :class:`SlotClaim`, set by ``ws_service.limits.ConnectionLimitMiddleware``.
+SLOT_CLAIM_KEY = "connection_slot"
+
+
+def queue_acquire(pipe: Pipeline, slot: Slot, limit: int, now: float) -> None:
+    """Queue the atomic script taking ``slot`` (its reply: 1 taken, 0 over ``limit``) on ``pipe``."""
+    ttl = _ttl()
+    pipe.eval(_ACQUIRE, 1, slot.key, now, now + ttl, slot.connection_id, limit, ttl * 2)
+
+
 def _user_key_prefix() -> str:
     return f"{settings.CHANNEL_LAYER_PREFIX}:conns:user:"
 
@@ -122,26 +149,29 @@ class SlotTracker:
         self._releases = Coalescer(self._release_many, "slot-releases")
 
     async def acquire(self, slot: Slot, limit: int) -> bool:
-        """Take a slot; ``False`` when the user already has ``limit`` open connections.
+        """Take a slot on its own; ``False`` when the user already has ``limit`` open connections.
 
-        Connects arriving together share one pipelined round trip; each slot is
-        still taken by its own atomic script.
+        Calls arriving together share one pipelined round trip; each slot is
+        still taken by its own atomic script. (A connect takes its slot in
+        its admission's round trip instead, ``ws_service.admission``.)
         """
         taken = await self._acquires((slot, limit))
-        if not taken:
-            return False
+        if taken:
+            self.hold(slot)
+        return taken
+
+    def hold(self, slot: Slot) -> None:
+        """Record a slot its script took (:func:`queue_acquire`): refreshed from now on, until released."""
         self.slots.add(slot)
         self._batches = None
         if self._task is None or self._task.done():
             self._task = process_task(self._run(), "connection-slots")
-        return True
 
     async def _acquire_many(self, asks: Sequence[tuple[Slot, int]]) -> list[bool]:
-        ttl = _ttl()
         async with self._redis_calls, get_redis().pipeline(transaction=False) as pipe:
             now = time.time()
             for slot, limit in asks:
-                pipe.eval(_ACQUIRE, 1, slot.key, now, now + ttl, slot.connection_id, limit, ttl * 2)
+                queue_acquire(pipe, slot, limit, now)
             results = await pipe.execute()
         return [int(taken) == 1 for taken in results]
 

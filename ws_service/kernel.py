@@ -2,10 +2,13 @@
 
 :class:`KernelConsumer` authenticates nothing itself (the middleware stack
 did) but refuses what the stack marked: draining (1012), authentication
-unavailable (4013), anonymous (4401). It then joins the connection's groups
-through the process's node (its user, its session, ``broadcast``), confirms
-its session (``ws_service.auth.confirm_session``: refused with 4401 if it was
-revoked meanwhile), registers it for draining, and dispatches:
+unavailable (4013), anonymous (4401). It then admits the connection in one
+pipelined Redis round trip shared with the connects arriving together
+(``ws_service.admission``): takes its per-user slot (over the limit: 4429),
+joins its groups through the process's node (its user, its session,
+``broadcast``) and reads its session's revocation marks; confirms its session
+(``ws_service.auth.confirm_session``: refused with 4401 if it was revoked
+meanwhile), registers it for draining, and dispatches:
 
 * client frames by ``type`` to the handlers of its :class:`FrameRegistry`
   (``frames``), with metrics, error frames for client mistakes and an
@@ -53,14 +56,17 @@ from redis.exceptions import RedisError
 from shared.groups import BROADCAST_GROUP, user_group
 from shared.revocation import REVOKED_EVENT
 from ws_service import metrics
+from ws_service.admission import admit
 from ws_service.asgi_types import Receive, Send, hands_over
-from ws_service.auth import confirm_session
+from ws_service.auth import confirm_session, marked_groups
+from ws_service.connection_slots import SLOT_CLAIM_KEY
 from ws_service.direct_frames import direct_protocol, shared_frame, write_frame
 from ws_service.frames import FrameRegistry, frames
 from ws_service.layer_monitor import get_monitor
 from ws_service.node import get_node
 from ws_service.protocol import (
     CLOSE_SERVICE_RESTART,
+    CLOSE_TOO_MANY_CONNECTIONS,
     CLOSE_TRY_AGAIN_LATER,
     CLOSE_UNAUTHENTICATED,
     ErrorCode,
@@ -317,15 +323,23 @@ class KernelConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
             metrics.handshake_decided(self.scope, metrics.OUTCOME_UNAUTHENTICATED)
             await self.close(code=CLOSE_UNAUTHENTICATED, reason="authentication required")
             return
+        claim = self.scope.get(SLOT_CLAIM_KEY)
         try:
-            await get_node().join(self, self.connection_groups())  # at most one pipelined round trip
+            # At most one pipelined round trip, shared with the connects arriving together.
+            admitted = await admit(self, self.connection_groups(), claim=claim, marks=marked_groups(self.scope))
         except LAYER_ERRORS as exc:
             logger.error("channel layer unavailable on connect: %s", exc)
             metrics.handshake_decided(self.scope, metrics.OUTCOME_UNAVAILABLE)
             await self.close(code=CLOSE_TRY_AGAIN_LATER, reason="channel layer unavailable")
             return
+        if admitted.refused:
+            assert claim is not None
+            logger.info("refusing connection: user %s already has %d open", self.user.pk, claim.limit)
+            metrics.handshake_decided(self.scope, metrics.OUTCOME_TOO_MANY_CONNECTIONS)
+            await self.close(code=CLOSE_TOO_MANY_CONNECTIONS)
+            return
         try:
-            confirmed = await confirm_session(self.scope)  # holding the groups: revocations now reach it
+            confirmed = await confirm_session(self.scope, admitted.revoked)  # holding the groups
         except DatabaseError as exc:
             logger.error("authentication unavailable: database error: %s", exc)
             metrics.handshake_decided(self.scope, metrics.OUTCOME_UNAVAILABLE)

@@ -2,7 +2,8 @@
 
 * :class:`ConnectionLimitMiddleware`: at most ``WS_MAX_CONNECTIONS_PER_USER``
   open connections per user across every replica; more are accepted and
-  closed at once with 4429 (the inner app never runs for them).
+  closed at once with 4429 (by the consumer's connect, which takes the slot
+  in its one Redis round trip; it joins no group and reads no session).
 * :class:`FrameLimitMiddleware`, per frame: a frame over
   ``WS_MAX_MESSAGE_BYTES`` closes the connection with 1009 (Daphne enforces
   the same limit first, the ws launcher passes it; this is the fallback for
@@ -27,11 +28,10 @@ from redis.exceptions import RedisError
 
 from ws_service import metrics
 from ws_service.asgi_types import ASGIApp, Message, Receive, Scope, Send, hands_over
-from ws_service.connection_slots import Slot, get_slot_tracker
+from ws_service.connection_slots import SLOT_CLAIM_KEY, Slot, SlotClaim, get_slot_tracker
 from ws_service.protocol import (
     CLOSE_MESSAGE_TOO_BIG,
     CLOSE_POLICY_VIOLATION,
-    CLOSE_TOO_MANY_CONNECTIONS,
     ProtocolError,
     encode,
     error_frame,
@@ -154,22 +154,20 @@ class FrameLimitMiddleware:
         return self.inner(scope, LimitedReceive(receive, send), send)
 
 
-async def _refuse_over_limit(receive: Receive, send: Send) -> None:
-    """Accept the handshake and close at once with 4429, so the client sees why."""
-    message = await receive()
-    if message["type"] == "websocket.connect":
-        await send({"type": "websocket.accept"})
-        await send({"type": "websocket.close", "code": CLOSE_TOO_MANY_CONNECTIONS})
-
-
 class ConnectionLimitMiddleware:
     """At most ``WS_MAX_CONNECTIONS_PER_USER`` open connections per user, across replicas.
 
     Goes after authentication (it needs ``scope["user"]`` and
     ``scope["connection_id"]``). Anonymous connections pass through (the
-    consumer closes them with 4401). When Redis cannot be reached the
+    consumer closes them with 4401). For an authenticated one it puts a
+    :class:`~ws_service.connection_slots.SlotClaim` in the scope; the
+    consumer's connect takes the slot in its one admission round trip
+    (``ws_service.admission``, with the groups it joins) and closes with 4429
+    right after accepting when the user is over the limit. An app that is not
+    a ``KernelConsumer`` takes it with ``ws_service.admission.admit(...,
+    claim=scope[SLOT_CLAIM_KEY])``. When Redis cannot be reached the
     connection is let through uncounted: availability wins over the limit.
-    The slot is released when the connection's app returns, whatever the reason.
+    A taken slot is released when the connection's app returns, whatever the reason.
     """
 
     def __init__(self, inner: ASGIApp) -> None:
@@ -180,24 +178,14 @@ class ConnectionLimitMiddleware:
         if scope["type"] != "websocket" or user is None or not user.is_authenticated:
             await self.inner(scope, receive, send)
             return
-        slot = Slot(user.pk, scope["connection_id"])
-        tracker = get_slot_tracker()
         limit: int = settings.WS_MAX_CONNECTIONS_PER_USER
-        try:
-            admitted = await tracker.acquire(slot, limit)
-        except (RedisError, OSError) as exc:
-            logger.warning("connection limit not checked, Redis unavailable: %s", exc)
-            await self.inner(scope, receive, send)
-            return
-        if not admitted:
-            logger.info("refusing connection: user %s already has %d open", user.pk, limit)
-            metrics.handshake_decided(scope, metrics.OUTCOME_TOO_MANY_CONNECTIONS)
-            await _refuse_over_limit(receive, send)
-            return
+        claim = SlotClaim(Slot(user.pk, scope["connection_id"]), limit)
+        scope[SLOT_CLAIM_KEY] = claim  # in place: the stack's outermost middleware made the scope this connection's own
         try:
             await self.inner(scope, receive, send)
         finally:
-            try:
-                await tracker.release(slot)
-            except (RedisError, OSError) as exc:
-                logger.warning("could not release connection slot (it expires by itself): %s", exc)
+            if claim.taken:
+                try:
+                    await get_slot_tracker().release(claim.slot)
+                except (RedisError, OSError) as exc:
+                    logger.warning("could not release connection slot (it expires by itself): %s", exc)

@@ -1,8 +1,10 @@
 """The per-process node: one channel-layer channel and one membership per group for the whole process.
 
 Connections never touch the channel layer themselves. A connection asks the
-node to :meth:`Node.join` groups (its user, its session, ``broadcast``, each
-topic it follows); the node joins a group in Redis only when its first local
+node to :meth:`Node.join` groups (each topic it follows; on connect its user,
+its session and ``broadcast`` through :meth:`Node.join_many`, which lets the
+connect admission carry the joins in its one round trip,
+``ws_service.admission``); the node joins a group in Redis only when its first local
 member needs it, and leaves it when the last one goes. Redis thus holds one
 membership per process per group, and a ``group_send`` stores one copy per
 process, not one per connection.
@@ -26,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
@@ -106,20 +108,54 @@ class Node:
         once the process is in every group, so a snapshot read afterwards
         misses nothing. Raises, and records nothing, if Redis fails.
         """
-        wanted = list(dict.fromkeys(groups))
-        async with self._membership:
-            new = [group for group in wanted if group not in self.local]
+
+        async def add(layer: Any, new: list[str], channel: str) -> tuple[None, Collection[int]]:
             if new:
-                layer = self._layer()
-                if self.channel is None:
-                    self.channel = await layer.new_channel("specific")
-                await layer.group_add_many(new, self.channel)
-                self._abandoned.difference_update(new)
-            for group in wanted:
-                self.local.setdefault(group, set()).add(member)
-            self._member_groups.setdefault(member, set()).update(wanted)
-        if self._task is None or self._task.done():
+                await layer.group_add_many(new, channel)
+            return None, ()
+
+        await self.join_many([(member, list(groups))], add)
+
+    async def join_many[R](
+        self,
+        joins: Sequence[tuple[Member, Sequence[str]]],
+        send: Callable[[Any, list[str], str], Awaitable[tuple[R, Collection[int]]]],
+    ) -> R:
+        """:meth:`join` for several members at once, in a round trip ``send`` makes (the connect admission's).
+
+        Under the membership lock, ``send(layer, new, channel)`` must add
+        ``channel`` to the ``new`` groups (those no local member holds yet) in
+        Redis, and may carry other commands in the same round trip; it returns
+        its result and the indexes of ``joins`` refused meanwhile. Those are not
+        recorded, and new groups no recorded member wants are left again at
+        once (one more round trip, only then; a failure is logged, the stale
+        membership only costs unread copies). If ``send`` raises, nothing is
+        recorded.
+        """
+        async with self._membership:
+            new = [
+                group for group in dict.fromkeys(g for _, groups in joins for g in groups) if group not in self.local
+            ]
+            layer = self._layer()
+            if self.channel is None:
+                self.channel = await layer.new_channel("specific")  # a name only: no Redis call
+            result, refused = await send(layer, new, self.channel)
+            self._abandoned.difference_update(new)
+            for index, (member, groups) in enumerate(joins):
+                if index in refused:
+                    continue
+                for group in groups:
+                    self.local.setdefault(group, set()).add(member)
+                self._member_groups.setdefault(member, set()).update(groups)
+            unused = [group for group in new if group not in self.local]
+            if unused:
+                try:
+                    await layer.group_discard_many(unused, self.channel)
+                except LAYER_ERRORS as exc:
+                    logger.warning("could not leave the groups of refused connections %s: %s", unused, exc)
+        if self.local and (self._task is None or self._task.done()):
             self._task = process_task(self._run(), "ws-node")
+        return result
 
     async def leave(self, member: Member, groups: Iterable[str]) -> None:
         """Stop delivering ``groups`` to ``member``; groups left without local members are left in Redis.

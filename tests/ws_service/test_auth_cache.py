@@ -232,20 +232,20 @@ async def test_a_revocation_racing_the_handshake_refuses_it(cached: bool) -> Non
     """The session is revoked, and its event handled by the node, after the user was resolved, before the join."""
     alice, key = await _user_and_session("alice")
     keeper = await _welcomed(key) if cached else None
-    join = Node.join
+    join_many = Node.join_many
     revoked = False
 
-    async def join_after_a_revocation(node: Node, member: Any, groups: Any) -> None:
+    async def join_after_a_revocation(node: Node, joins: Any, send: Any) -> Any:
         nonlocal revoked
-        if not revoked and member not in registry.connections:
+        if not revoked and any(member not in registry.connections for member, _ in joins):
             revoked = True
             await sync_to_async(_logout)(alice, key)
             if cached:  # the node got the event: the entry is gone, the keeper is closing
                 await _eventually(lambda: len(get_auth_cache()) == 0)
-        await join(node, member, groups)
+        return await join_many(node, joins, send)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Node, "join", join_after_a_revocation)
+        patch.setattr(Node, "join_many", join_after_a_revocation)
         assert await _refused_code(key) == CLOSE_UNAUTHENTICATED
     assert revoked
     if keeper is not None:
