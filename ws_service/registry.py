@@ -13,6 +13,7 @@ from typing import Protocol
 from prometheus_client import Gauge
 
 from ws_service import metrics
+from ws_service.gc_pacing import GcPacer, pacer
 
 
 class LiveConnection(Protocol):
@@ -24,22 +25,28 @@ class Registry:
     """Connections register on connect and unregister when their cleanup is done.
 
     The process's registry reports its size in ``ws_connections_open`` and a
-    drain in ``ws_drains_in_progress``; other instances (tests) pass no gauges.
+    drain in ``ws_drains_in_progress``, and tells the garbage collector's
+    pacer (``ws_service.gc_pacing``); other instances (tests) pass neither.
     """
 
-    def __init__(self, *, open_gauge: Gauge | None = None, drain_gauge: Gauge | None = None) -> None:
+    def __init__(
+        self, *, open_gauge: Gauge | None = None, drain_gauge: Gauge | None = None, gc_pacer: GcPacer | None = None
+    ) -> None:
         self.connections: set[LiveConnection] = set()
         self.draining = False
         self._empty = asyncio.Event()
         self._empty.set()
         self._open_gauge = open_gauge
         self._drain_gauge = drain_gauge
+        self._gc_pacer = gc_pacer
 
     def add(self, connection: LiveConnection) -> None:
         self.connections.add(connection)
         self._empty.clear()
         if self._open_gauge is not None:
             self._open_gauge.set(len(self.connections))
+        if self._gc_pacer is not None:
+            self._gc_pacer.changed(len(self.connections), added=True)
 
     def discard(self, connection: LiveConnection) -> None:
         self.connections.discard(connection)
@@ -47,6 +54,8 @@ class Registry:
             self._empty.set()
         if self._open_gauge is not None:
             self._open_gauge.set(len(self.connections))
+        if self._gc_pacer is not None:
+            self._gc_pacer.changed(len(self.connections), added=False)
 
     async def drain(self, grace: float, before_close: Callable[[], Awaitable[None]] | None = None) -> bool:
         """Close every connection and wait for their cleanup; ``True`` if all finished in time.
@@ -75,4 +84,4 @@ class Registry:
                 self._drain_gauge.dec()
 
 
-registry = Registry(open_gauge=metrics.CONNECTIONS_OPEN, drain_gauge=metrics.DRAINS_IN_PROGRESS)
+registry = Registry(open_gauge=metrics.CONNECTIONS_OPEN, drain_gauge=metrics.DRAINS_IN_PROGRESS, gc_pacer=pacer)

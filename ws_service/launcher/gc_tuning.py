@@ -18,6 +18,9 @@ before the process listens:
   process by 19.5 MiB at 50,000 and 10.7 MiB at 10,000, against 0.3 MiB at
   the default (``tests/integration/test_churn.py``). So the default keeps
   Python's; raise it only where memory under churn is not the constraint.
+* Full collections are paced to connect bursts (``ws_service.gc_pacing``):
+  one planned collection when a burst ends instead of one per quarter of
+  growth during it.
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ from __future__ import annotations
 import gc
 import logging
 
+from ws_service.gc_pacing import pacer
+
 logger = logging.getLogger("ws.server")
 
 
 def tune(young_threshold: int) -> None:
-    """Freeze the start-up objects and set the young generation's threshold (0: Python's own)."""
+    """Freeze the start-up objects, set the young generation's threshold (0: Python's own), pace full collections."""
     gc.collect()
     gc.freeze()
     if young_threshold:
@@ -40,3 +45,4 @@ def tune(young_threshold: int) -> None:
         gc.get_freeze_count(),
         gc.get_threshold()[0],
     )
+    pacer.install()
