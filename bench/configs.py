@@ -46,6 +46,8 @@ class Config:
             extra["DJANGO_SETTINGS_MODULE"] = "bench.servers.stock_settings"
         if self.kind == "product":
             extra |= {"WS_SERVER": self.server, "WS_WORKERS": str(workers), "WS_BIND": "127.0.0.1", "WS_PORT": "{port}"}
+            # Its /metrics on a port of its own: the idle scenario reads the full garbage collections from it.
+            extra["METRICS_PORT"] = "{metrics_port}"
             return [PYTHON, "-m", "ws_service"], extra
         if workers == 1:
             where = ["--port", "{port}"] if self.server != "uvicorn" else ["--host", "127.0.0.1", "--port", "{port}"]

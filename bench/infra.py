@@ -11,7 +11,9 @@ import atexit
 import compileall
 import contextlib
 import functools
+import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -96,6 +98,22 @@ class Backing:
         self.postgres = PostgresServer()
         self.redis = RedisServer()
 
+    def full_collections(self) -> float:
+        """Full (generation 2) garbage collections of the process so far, from its /metrics (NaN without them).
+
+        prometheus_client's default registry reports ``python_gc_collections_total`` per generation; a
+        server without a metrics port, or several workers (multi-process metrics), reports none.
+        """
+        if self.metrics_port is None:
+            return math.nan
+        try:
+            with httpx.Client(trust_env=False, timeout=5.0) as client:
+                text = client.get(f"http://{HOST}:{self.metrics_port}/metrics").text
+        except httpx.HTTPError:
+            return math.nan
+        found = re.search(r'^python_gc_collections_total\{generation="2"\} (\S+)$', text, re.MULTILINE)
+        return float(found.group(1)) if found else math.nan
+
     def start(self) -> None:
         self.postgres.init()
         self.redis.start()
@@ -115,8 +133,10 @@ class ServerProcess:
     ) -> None:
         self.name = name
         self.port = port or free_port()
+        # A ``{metrics_port}`` placeholder in the environment gets a free port of its own (the product's /metrics).
+        self.metrics_port = free_port() if any("{metrics_port}" in value for value in env.values()) else None
         self.command = [part.format(port=self.port) for part in command]
-        self.env = {key: value.format(port=self.port) for key, value in env.items()}
+        self.env = {key: value.format(port=self.port, metrics_port=self.metrics_port) for key, value in env.items()}
         self.log_path = log_dir / f"{name}-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -133,6 +153,22 @@ class ServerProcess:
         if self.process is None:
             raise RuntimeError(f"{self.name} is not running")
         return self.process.pid
+
+    def full_collections(self) -> float:
+        """Full (generation 2) garbage collections of the process so far, from its /metrics (NaN without them).
+
+        prometheus_client's default registry reports ``python_gc_collections_total`` per generation; a
+        server without a metrics port, or several workers (multi-process metrics), reports none.
+        """
+        if self.metrics_port is None:
+            return math.nan
+        try:
+            with httpx.Client(trust_env=False, timeout=5.0) as client:
+                text = client.get(f"http://{HOST}:{self.metrics_port}/metrics").text
+        except httpx.HTTPError:
+            return math.nan
+        found = re.search(r'^python_gc_collections_total\{generation="2"\} (\S+)$', text, re.MULTILINE)
+        return float(found.group(1)) if found else math.nan
 
     def start(self) -> None:
         with self.log_path.open("ab") as log:

@@ -76,17 +76,23 @@ def tree_cpu_seconds(root: int) -> float:
     return sum(cpu_seconds(pid) for pid in tree_pids(root))
 
 
-def wait_quiet(roots: list[int], *, timeout: float, interval: float = 0.3, threshold: float = 0.05) -> float:
+def wait_quiet(
+    roots: list[int], *, timeout: float, interval: float = 0.3, threshold: float = 0.05, quiet_for: float = 0.0
+) -> float:
     """Wait until the trees together use under ``threshold`` of a core over ``interval``; the seconds waited.
 
-    Bounded by ``timeout``: a server that keeps busy (timers, a stuck loop) does not hang the run.
+    With ``quiet_for``, every interval must stay under it for that long in a row (work the server does a
+    moment after its load stops, such as a garbage collection, resets the count). Bounded by ``timeout``:
+    a server that keeps busy (timers, a stuck loop) does not hang the run.
     """
     started = time.monotonic()
     previous = sum(tree_cpu_seconds(root) for root in roots)
+    quiet = 0.0
     while time.monotonic() - started < timeout:
         time.sleep(interval)
         current = sum(tree_cpu_seconds(root) for root in roots)
-        if current - previous < threshold * interval:
+        quiet = quiet + interval if current - previous < threshold * interval else 0.0
+        if quiet > 0 and quiet >= quiet_for:
             break
         previous = current
     return time.monotonic() - started

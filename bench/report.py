@@ -52,6 +52,8 @@ FIGURES: tuple[Figure, ...] = (
     Figure("idle_connected", "idle CPU: connections open (one user each)", "higher", 0),
     Figure("idle_failures", "idle CPU: connect failures", "zero", 0),
     Figure("idle_drops", "idle CPU: drops after the window", "zero", 0),
+    Figure("idle_settle_s", "idle CPU: wait for the server to be quiet before the window (s)", "lower", 1),
+    Figure("idle_full_gcs", "idle CPU: full garbage collections in the window (product)", "lower", 0),
     Figure("storm_subscribe_s", "storm: time until all subscribed (s)", "lower", 3),
     Figure("storm_failures", "storm: users not connected/subscribed", "zero", 0),
     Figure("storm_frames", "storm: frames to the subscribers", "lower", 0),

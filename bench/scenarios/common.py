@@ -54,8 +54,11 @@ def close_all(ctx: RunContext, clients: ClientPool, servers: Sequence[ServerProc
     settle(ctx, servers)
 
 
-def settle(ctx: RunContext, servers: Sequence[ServerProcess]) -> None:
-    proctree.wait_quiet([server.pid for server in servers], timeout=ctx.sizes.settle_timeout)
+def settle(ctx: RunContext, servers: Sequence[ServerProcess], quiet_for: float = 0.0) -> float:
+    """Until the servers' trees are quiet (for ``quiet_for`` seconds in a row), bounded; the seconds waited."""
+    return proctree.wait_quiet(
+        [server.pid for server in servers], timeout=ctx.sizes.settle_timeout, quiet_for=quiet_for
+    )
 
 
 def total(replies: Sequence[dict[str, Any]], key: str) -> int:
