@@ -98,22 +98,6 @@ class Backing:
         self.postgres = PostgresServer()
         self.redis = RedisServer()
 
-    def full_collections(self) -> float:
-        """Full (generation 2) garbage collections of the process so far, from its /metrics (NaN without them).
-
-        prometheus_client's default registry reports ``python_gc_collections_total`` per generation; a
-        server without a metrics port, or several workers (multi-process metrics), reports none.
-        """
-        if self.metrics_port is None:
-            return math.nan
-        try:
-            with httpx.Client(trust_env=False, timeout=5.0) as client:
-                text = client.get(f"http://{HOST}:{self.metrics_port}/metrics").text
-        except httpx.HTTPError:
-            return math.nan
-        found = re.search(r'^python_gc_collections_total\{generation="2"\} (\S+)$', text, re.MULTILINE)
-        return float(found.group(1)) if found else math.nan
-
     def start(self) -> None:
         self.postgres.init()
         self.redis.start()
