@@ -399,3 +399,24 @@ async def test_the_cached_refresh_follows_every_acquire_and_release() -> None:
     assert await open_connections(999_012) == 0
     for slot in (first, later):
         await tracker.release(slot)
+
+
+def test_every_websocket_route_takes_its_slot_or_refuses_the_handshake() -> None:
+    """A consumer route that is not a KernelConsumer would skip the per-user connection limit.
+
+    The limit's slot is taken in the kernel's admission round trip
+    (``ws_service.admission``); an app of your own on another path must
+    subclass ``KernelConsumer`` or call ``admit(..., claim=scope[SLOT_CLAIM_KEY])``
+    itself, and then be listed here.
+    """
+    from ws_service.kernel import KernelConsumer
+    from ws_service.routing import unknown_path, websocket_router
+
+    uncounted = []
+    for route in websocket_router.routes:
+        app = route.callback
+        consumer = getattr(app, "consumer_class", None)
+        if app is unknown_path or (consumer is not None and issubclass(consumer, KernelConsumer)):
+            continue
+        uncounted.append(str(route.pattern))
+    assert uncounted == [], f"routes whose connections are not counted against WS_MAX_CONNECTIONS_PER_USER: {uncounted}"
