@@ -9,8 +9,9 @@ Used by ``python -m bench memprofile``. Tracing starts at the first SIGUSR1
 was allocated since then and is still alive; each SIGUSR1 writes, into ``BENCH_TRACE_DIR``, a tracemalloc
 snapshot (``snapshot-N.pickle``) and the count of live objects by type
 (``types-N.json``: the objects the garbage collector tracks, i.e. those
-``gc.get_objects()`` returns), numbered from 1. With ``BENCH_TRACE_MALLOC=0``
-it writes the counts only, never starting tracemalloc (the count of tracked
+``gc.get_objects()`` returns, frozen ones included: the dump unfreezes them),
+numbered from 1. With ``BENCH_TRACE_MALLOC=0`` it writes the counts only, never
+starting tracemalloc (the count of tracked
 objects, which ``tests/integration/test_idle_objects.py`` checks). The
 product needs ``WS_WORKERS=1`` (the server runs in this process).
 """
@@ -39,6 +40,7 @@ def _dump(signum: int, frame: FrameType | None) -> None:
     malloc = os.environ.get("BENCH_TRACE_MALLOC", "1") != "0"
     if malloc and not tracemalloc.is_tracing():
         tracemalloc.start(FRAMES)
+    gc.unfreeze()  # count every tracked object: the product freezes start-up objects and its connections'
     gc.collect()
     if malloc:
         tracemalloc.take_snapshot().dump(str(directory / f"snapshot-{_taken}.pickle"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+import weakref
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -86,18 +87,46 @@ async def test_a_hold_ends_after_hold_seconds_while_connections_keep_coming(pace
     assert pacer.planned >= 2  # one per hold_seconds while adds go on, the last at the end
 
 
-async def test_no_hold_at_a_steady_number_of_connections(pacer: GcPacer) -> None:
+async def test_churn_collects_once_an_eighth_of_the_connections_closed_without_a_hold(pacer: GcPacer) -> None:
     await _add(pacer, 800)
     await _until_released(pacer)
     assert pacer.open_at_full == 800
-    for _ in range(300):  # churn: one closes, one opens
+    for _ in range(99):  # churn: one closes, one opens; an eighth of 800 is 100
         pacer.changed(799, added=False)
         pacer.changed(800, added=True)
-    assert pacer.holding_since is None
-    await _add(pacer, 99, start=800)  # an eighth of 800 is 100
-    assert pacer.holding_since is None
-    await _add(pacer, 1, start=899)
-    assert pacer.holding_since is not None
+    await asyncio.sleep(0.05)
+    assert pacer.planned == 1
+    pacer.changed(799, added=False)
+    assert pacer.holding_since is None  # churn never holds the collector
+    await _until(lambda: pacer.planned == 2)
+    assert pacer.planned == 2
+    assert pacer.closed_since == 0
+
+
+class _Cycle:
+    """A connection's state in a reference cycle: only a full collection frees it."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+async def test_survivors_of_a_planned_collection_are_frozen_and_closes_collect_their_cycles(pacer: GcPacer) -> None:
+    frozen_before = gc.get_freeze_count()
+    connections = [_Cycle() for _ in range(100)]
+    await _add(pacer, 100)
+    await _until_released(pacer)
+    assert pacer.frozen
+    assert gc.get_freeze_count() >= frozen_before + 100  # CPython's own full collections now skip them
+    gone = [weakref.ref(connection) for connection in connections[:13]]
+    del connections[:13]
+    gc.collect()
+    assert all(ref() is not None for ref in gone)  # frozen: a full collection does not walk them
+    for n in range(13):  # an eighth of 100 (at least min_growth 10) closed
+        pacer.changed(99 - n, added=False)
+    await _until(lambda: pacer.planned == 2)
+    assert pacer.planned == 2
+    assert all(ref() is None for ref in gone)  # unfrozen, collected, the rest frozen again
+    assert pacer.frozen
 
 
 async def test_a_natural_full_collection_moves_the_baseline(pacer: GcPacer) -> None:
