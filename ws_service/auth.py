@@ -154,7 +154,8 @@ def _from_ticket(ticket: str) -> Resolution:
         user = _session_user(_load_session(redeemed.session_key)[0])
         if user is None or user.pk != redeemed.user_id:
             return _ANONYMOUS
-        return Resolution(user, redeemed.session_group)
+        # The session is checked again after the joins, like a cookie's: a revocation may land before them.
+        return Resolution(user, redeemed.session_group, lease=Lease(redeemed.session_key))
     user_model = auth.get_user_model()
     user = user_model._default_manager.filter(pk=redeemed.user_id).first()
     if user is None or not getattr(user, "is_active", True):
@@ -254,7 +255,7 @@ async def resolve(credentials: Credentials) -> Resolution:
 def marked_groups(scope: Scope) -> list[str]:
     """The groups whose revocation marks :func:`confirm_session` needs: the session's and the user's.
 
-    None for a handshake without a :class:`Lease` (a ticket, anonymous). The
+    None for a handshake without a :class:`Lease` (anonymous, or a ticket issued without a session). The
     connect reads them once it holds the groups, in its admission's round
     trip (``ws_service.admission``).
     """
@@ -270,10 +271,11 @@ async def confirm_session(scope: Scope, marked: bool) -> bool:
     revocation reaches the connection as an event), with ``marked``: whether
     a revocation mark of :func:`marked_groups` was set, read after the joins
     (true when Redis could not tell). Nothing to do for a handshake without
-    a :class:`Lease` (a ticket). With a mark, or when the cached entry that
+    a :class:`Lease`. With a mark, or when the cached entry that
     served the handshake was evicted meanwhile, the session is read again
     from the database (may raise ``DatabaseError``). A database read without
-    a mark is cached for the session's next handshakes.
+    a mark is cached for the session's next handshakes. A ticket requested by
+    a session carries a lease too (never cached): it is checked the same way.
     """
     lease: Lease | None = scope.pop(LEASE_KEY, None)
     if lease is None:

@@ -26,6 +26,7 @@ from django.http import HttpRequest
 from django.test import override_settings
 from django.utils import timezone
 
+from shared.tickets import issue_ticket
 from tests.support.communicators import receive_message, ws_communicator
 from tests.support.users import make_user, session_key_for
 from ws_service.auth_cache import get_auth_cache
@@ -250,6 +251,32 @@ async def test_a_revocation_racing_the_handshake_refuses_it(cached: bool) -> Non
     assert revoked
     if keeper is not None:
         await keeper.disconnect()
+
+
+async def test_a_revocation_racing_a_ticket_handshake_refuses_it() -> None:
+    """The ticket is redeemed, then its session is logged out, before the join: the mark refuses the connection."""
+    alice, key = await _user_and_session("alice")
+    ticket, _ = await sync_to_async(issue_ticket)(alice, key)
+    join_many = Node.join_many
+    revoked = False
+
+    async def join_after_a_revocation(node: Node, joins: Any, send: Any) -> Any:
+        nonlocal revoked
+        if not revoked:
+            revoked = True
+            await sync_to_async(_logout)(alice, key)
+        return await join_many(node, joins, send)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Node, "join_many", join_after_a_revocation)
+        communicator = ws_communicator(ticket=ticket)
+        connected, _ = await communicator.connect()
+        assert connected
+        output = await communicator.receive_output(3)
+        assert output["type"] == "websocket.close", output
+        assert output["code"] == CLOSE_UNAUTHENTICATED
+    assert revoked
+    assert len(get_auth_cache()) == 0  # a ticket's read is never cached
 
 
 async def test_a_revocation_mark_alone_refuses_a_cached_handshake() -> None:
