@@ -7,8 +7,8 @@ Group memberships are the node's (``ws_service.node``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
 from prometheus_client import Gauge
 
@@ -57,7 +57,7 @@ class Registry:
         if self._gc_pacer is not None:
             self._gc_pacer.changed(len(self.connections), added=False)
 
-    async def drain(self, grace: float, cleanup: Callable[[], Awaitable[None]] | None = None) -> bool:
+    async def drain(self, grace: float, cleanup: Callable[[], Coroutine[Any, Any, None]] | None = None) -> bool:
         """Close every connection and wait for their cleanup; ``True`` if all finished in time.
 
         ``draining`` is set first (handshakes are refused). ``cleanup`` (the
@@ -78,7 +78,9 @@ class Registry:
             self._empty.set()
         loop = asyncio.get_running_loop()
         try:
-            cleaning = asyncio.eager_task_factory(loop, cleanup()) if cleanup is not None else None
+            cleaning: asyncio.Task[None] | None = (
+                asyncio.eager_task_factory(loop, cleanup()) if cleanup is not None else None
+            )
             closing = [asyncio.eager_task_factory(loop, connection.drain()) for connection in list(self.connections)]
             await asyncio.gather(*closing, return_exceptions=True)
             try:
