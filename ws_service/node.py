@@ -162,29 +162,40 @@ class Node:
 
         The local bookkeeping is updated even when Redis fails (then raises):
         a stale membership only costs an unread copy until the group expires.
-        Groups :meth:`close` already left in Redis cost no round trip.
+        Groups :meth:`close` already left in Redis cost no round trip, and do
+        not wait for it: while draining, a connection's leave is bookkeeping
+        only, done at once even while :meth:`close`'s round trip is on its way.
         """
+        groups = list(dict.fromkeys(groups))
+        if self._abandoned.issuperset(groups):
+            self._forget(member, groups)  # no Redis call, no await: nothing to keep in order
+            return
         async with self._membership:
-            gone: list[str] = []
-            own = self._member_groups.get(member, set())
-            for group in dict.fromkeys(groups):
-                own.discard(group)
-                members = self.local.get(group)
-                if members is None:
-                    continue
-                members.discard(member)
-                if not members:
-                    del self.local[group]
-                    for listener in self._left:
-                        listener(group)
-                    if group in self._abandoned:
-                        self._abandoned.discard(group)
-                    else:
-                        gone.append(group)
-            if not own:
-                self._member_groups.pop(member, None)
+            gone = self._forget(member, groups)
             if gone and self.channel is not None:
                 await self._layer().group_discard_many(gone, self.channel)
+
+    def _forget(self, member: Member, groups: list[str]) -> list[str]:
+        """Drop ``member`` from ``groups`` locally; the groups left without members that Redis still holds."""
+        gone: list[str] = []
+        own = self._member_groups.get(member, set())
+        for group in groups:
+            own.discard(group)
+            members = self.local.get(group)
+            if members is None:
+                continue
+            members.discard(member)
+            if not members:
+                del self.local[group]
+                for listener in self._left:
+                    listener(group)
+                if group in self._abandoned:
+                    self._abandoned.discard(group)
+                else:
+                    gone.append(group)
+        if not own:
+            self._member_groups.pop(member, None)
+        return gone
 
     async def close(self) -> None:
         """Leave every group in Redis in one pipelined round trip: the process is draining.

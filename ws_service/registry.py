@@ -7,8 +7,8 @@ Group memberships are the node's (``ws_service.node``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
 from prometheus_client import Gauge
 
@@ -57,11 +57,17 @@ class Registry:
         if self._gc_pacer is not None:
             self._gc_pacer.changed(len(self.connections), added=False)
 
-    async def drain(self, grace: float, before_close: Callable[[], Awaitable[None]] | None = None) -> bool:
+    async def drain(self, grace: float, cleanup: Callable[[], Coroutine[Any, Any, None]] | None = None) -> bool:
         """Close every connection and wait for their cleanup; ``True`` if all finished in time.
 
-        ``before_close`` runs once ``draining`` is set (handshakes are refused)
-        and before any connection is closed: the process's cleanup at once.
+        ``draining`` is set first (handshakes are refused). ``cleanup`` (the
+        process's cleanup) then starts eagerly: what it marks before its first
+        wait (what each connection's own cleanup may then skip) is marked
+        before any close frame goes out, and its requests are sent, but the
+        closes do not wait for its answers. Every close frame is then handed
+        to its socket at once, in one synchronous pass (an eager task per
+        connection: nothing waits between them). ``cleanup`` bounds its own
+        duration (the launcher's by ``grace``); the drain waits for it too.
         """
         self.draining = True
         if self._drain_gauge is not None:
@@ -70,14 +76,20 @@ class Registry:
         self._empty = asyncio.Event()
         if not self.connections:
             self._empty.set()
+        loop = asyncio.get_running_loop()
         try:
-            if before_close is not None:
-                await before_close()
-            await asyncio.gather(*(connection.drain() for connection in list(self.connections)), return_exceptions=True)
+            cleaning: asyncio.Task[None] | None = (
+                asyncio.eager_task_factory(loop, cleanup()) if cleanup is not None else None
+            )
+            closing = [asyncio.eager_task_factory(loop, connection.drain()) for connection in list(self.connections)]
+            await asyncio.gather(*closing, return_exceptions=True)
             try:
                 await asyncio.wait_for(self._empty.wait(), grace)
             except TimeoutError:
                 return False
+            finally:
+                if cleaning is not None:  # started with the closes and bounded by its caller: done by now, or soon
+                    await asyncio.gather(cleaning, return_exceptions=True)
             return True
         finally:
             if self._drain_gauge is not None:

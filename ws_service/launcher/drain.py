@@ -12,9 +12,6 @@ from ws_service.registry import registry
 
 logger = logging.getLogger("ws.server")
 
-# The most the process's own cleanup may delay the connections' close frames.
-CLEANUP_TIMEOUT_SECONDS = 3.0
-
 
 async def drain(grace: float, stop_listening: Callable[[], None]) -> bool:
     """Stop accepting, close every connection with 1012 and wait for their cleanup.
@@ -31,37 +28,42 @@ async def drain(grace: float, stop_listening: Callable[[], None]) -> bool:
         logger.exception("could not stop listening")
     count = len(registry.connections)
     logger.info("draining %d connections (grace %.1fs)", count, grace)
-    if await registry.drain(grace, _clean_up_process):
+    if await registry.drain(grace, lambda: _clean_up_process(grace)):
         logger.info("drained %d connections; stopping", count)
     else:
         logger.warning("drain grace of %.1fs ran out with %d connections left", grace, len(registry.connections))
     return True
 
 
-async def _clean_up_process() -> None:
-    """The process's state in Redis, dropped at once before its connections close (each one's cleanup then costs none).
+async def _clean_up_process(within: float) -> None:
+    """The process's state in Redis, dropped at once as its connections close (each one's cleanup then costs none).
 
-    Concurrently, each in about one pipelined round trip: the node leaves every
+    Each step starts eagerly (and ``Registry.drain`` starts this eagerly,
+    before the closes): what it gives up is marked, and its requests are
+    sent, before the first close frame, but the closes never wait for its
+    answers. Concurrently, each in about one pipelined round trip: the node leaves every
     group, the slots are given back, features drop theirs (:data:`DRAIN_HOOK`;
     presence removes the entries and announces the leaves). Bounded by
-    ``CLEANUP_TIMEOUT_SECONDS``: if Redis fails or hangs, what is left expires
-    by its TTL, as after a crash.
+    ``within`` (the drain's grace: the connections' own cleanup never waits
+    for this one): if Redis fails or hangs, what is left expires by its TTL,
+    as after a crash.
     """
     # Imported here: these import Django models, not loadable before the launcher has set Django up.
     from ws_service.connection_slots import get_slot_tracker
     from ws_service.frames import DRAIN_HOOK, frames
     from ws_service.node import get_node
 
+    loop = asyncio.get_running_loop()
     steps = {
-        "leave the groups": get_node().close(),
-        "release the connection slots": get_slot_tracker().release_all(),
-        "run the drain hooks": frames.emit(DRAIN_HOOK),
+        "leave the groups": asyncio.eager_task_factory(loop, get_node().close()),
+        "release the connection slots": asyncio.eager_task_factory(loop, get_slot_tracker().release_all()),
+        "run the drain hooks": asyncio.eager_task_factory(loop, frames.emit(DRAIN_HOOK)),
     }
     try:
-        async with asyncio.timeout(CLEANUP_TIMEOUT_SECONDS):
+        async with asyncio.timeout(within):
             results = await asyncio.gather(*steps.values(), return_exceptions=True)
     except TimeoutError:
-        logger.warning("drain cleanup took over %.1fs; what is left expires by its TTL", CLEANUP_TIMEOUT_SECONDS)
+        logger.warning("drain cleanup took over %.1fs; what is left expires by its TTL", within)
         return
     for what, result in zip(steps, results, strict=True):
         if isinstance(result, (RedisError, OSError)):
