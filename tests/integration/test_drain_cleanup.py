@@ -26,10 +26,9 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import User
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
 
 from shared.groups import user_group
-from tests.support.live import open_ws, recv_json, recv_type, send_json
+from tests.support.live import open_ws, recv_json, recv_type, send_json, server_close_code
 from tests.support.servers import DaphneServer, RedisServer
 from tests.support.users import make_users, session_key_for
 from ws_service.connection_slots import open_connections
@@ -70,15 +69,6 @@ async def _subscribed(url: str, user: User) -> ClientConnection:
     return ws
 
 
-async def _close_code(ws: ClientConnection, wait: float) -> int | None:
-    try:
-        async with asyncio.timeout(wait):
-            while True:
-                await ws.recv()
-    except ConnectionClosed as closed:
-        return closed.rcvd.code if closed.rcvd is not None else None
-
-
 async def _reads(client: redis.Redis) -> int:
     return int((await client.info("stats"))["total_reads_processed"])
 
@@ -100,7 +90,7 @@ async def test_sigterm_with_many_connections_cleans_up_per_process(
     assert draining_ws.process is not None
     reads_before = await _reads(client)
     draining_ws.process.send_signal(signal.SIGTERM)
-    codes = await asyncio.gather(*(_close_code(ws, DRAIN_TIMEOUT_SECONDS) for ws in sockets))
+    codes = await asyncio.gather(*(server_close_code(ws, DRAIN_TIMEOUT_SECONDS) for ws in sockets))
     returncode = await asyncio.to_thread(draining_ws.process.wait, DRAIN_TIMEOUT_SECONDS + 10)
     round_trips = await _reads(client) - reads_before - 1  # this INFO's own read
     draining_ws.process = None

@@ -24,9 +24,8 @@ from pathlib import Path
 import pytest
 from asgiref.sync import sync_to_async
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
 
-from tests.support.live import open_ws, recv_json
+from tests.support.live import open_ws, recv_json, server_close_code
 from tests.support.servers import DaphneServer, RedisServer
 from tests.support.users import make_users, session_key_for
 from ws_service.protocol import CLOSE_SERVICE_RESTART
@@ -73,15 +72,6 @@ async def _welcomed(url: str, key: str) -> ClientConnection:
     return ws
 
 
-async def _close_code(ws: ClientConnection, wait: float) -> int | None:
-    try:
-        async with asyncio.timeout(wait):
-            while True:
-                await ws.recv()
-    except ConnectionClosed as closed:
-        return closed.rcvd.code if closed.rcvd is not None else None
-
-
 async def test_closes_do_not_wait_for_the_process_cleanup(
     draining_ws: DaphneServer, own_redis: RedisServer, ws_server_kind: str
 ) -> None:
@@ -95,7 +85,7 @@ async def test_closes_do_not_wait_for_the_process_cleanup(
     try:
         started = time.monotonic()
         draining_ws.process.send_signal(signal.SIGTERM)
-        codes = await asyncio.gather(*(_close_code(ws, DRAIN_TIMEOUT_SECONDS) for ws in sockets))
+        codes = await asyncio.gather(*(server_close_code(ws, DRAIN_TIMEOUT_SECONDS) for ws in sockets))
         elapsed = time.monotonic() - started
         log_when_closed = draining_ws.log_path.read_text()
         # Frozen past the cleanup's bound, so that it times out: the closes cannot have followed it.

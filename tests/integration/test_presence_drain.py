@@ -14,7 +14,8 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from shared import presence
-from tests.integration.test_drain_cleanup import TOPIC, _close_code, _subscribed, draining_ws  # noqa: F401
+from tests.integration.test_drain_cleanup import TOPIC, _subscribed, draining_ws  # noqa: F401
+from tests.support.live import server_close_code
 from tests.support.servers import DaphneServer
 from tests.support.users import make_users
 from ws_service.protocol import CLOSE_SERVICE_RESTART
@@ -38,7 +39,7 @@ async def test_a_drain_removes_its_users_presence_and_keeps_one_present_elsewher
 
     assert draining_ws.process is not None
     draining_ws.process.send_signal(signal.SIGTERM)
-    codes = await asyncio.gather(*(_close_code(ws, WAIT_SECONDS) for ws in sockets))
+    codes = await asyncio.gather(*(server_close_code(ws, WAIT_SECONDS) for ws in sockets))
     returncode = await asyncio.to_thread(draining_ws.process.wait, WAIT_SECONDS)
     draining_ws.process = None
 

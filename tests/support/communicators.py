@@ -58,3 +58,13 @@ async def request(communicator: WebsocketCommunicator, message: dict[str, Any]) 
     """Send ``message`` and return the next frame."""
     await send_message(communicator, message)
     return await receive_message(communicator)
+
+
+async def welcomed(session_key: str) -> WebsocketCommunicator:
+    """A communicator connected with ``session_key`` whose first frame was the ``welcome``."""
+    communicator = ws_communicator(session_key=session_key)
+    connected, _ = await communicator.connect()
+    assert connected
+    welcome = await receive_message(communicator)
+    assert welcome["type"] == "welcome", welcome
+    return communicator

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from tests.support.protocol_schema import validate_frame
 
@@ -105,3 +106,13 @@ async def send_json(ws: ClientConnection, frame: dict[str, Any]) -> None:
     """Send a client frame, checked against docs/asyncapi.yaml first."""
     validate_frame(frame, "client")
     await ws.send(json.dumps(frame))
+
+
+async def server_close_code(ws: ClientConnection, wait: float) -> int | None:
+    """Read until the connection closes (at most ``wait`` seconds); the code the server sent, if any."""
+    try:
+        async with asyncio.timeout(wait):
+            while True:
+                await ws.recv()
+    except ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd is not None else None

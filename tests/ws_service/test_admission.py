@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
-from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
 from django.contrib.auth.models import User
 from django.contrib.sessions.models import Session
@@ -29,7 +28,7 @@ from shared.channel_layer import channel_layers_config
 from shared.groups import BROADCAST_GROUP, user_group
 from shared.redis_client import get_redis
 from shared.topics import session_group
-from tests.support.communicators import receive_message, ws_communicator
+from tests.support.communicators import welcomed, ws_communicator
 from tests.support.servers import RedisServer, free_port
 from tests.support.users import make_user, session_key_for
 from ws_service.admission import get_admission
@@ -117,15 +116,6 @@ def _another_session(user_id: int) -> str:
     return session_key_for(User.objects.get(pk=user_id))
 
 
-async def _welcomed(key: str) -> WebsocketCommunicator:
-    communicator = ws_communicator(session_key=key)
-    connected, _ = await communicator.connect()
-    assert connected
-    welcome = await receive_message(communicator)
-    assert welcome["type"] == "welcome", welcome
-    return communicator
-
-
 async def _close_code(key: str) -> int:
     """The close code of a handshake that is accepted and closed at once."""
     communicator = ws_communicator(session_key=key)
@@ -158,7 +148,7 @@ async def _members(group: str) -> int:
 async def test_a_first_connect_makes_one_round_trip_slot_then_joins_then_marks(round_trips: RoundTrips) -> None:
     _, key = await _session("alice")
     round_trips.start()
-    alice = await _welcomed(key)
+    alice = await welcomed(key)
     trips = round_trips.stop()
     assert len(trips) == 1, [_commands(sent) for sent in trips]
     # In this order on one connection: the slot script, the three groups' joins, then both marks.
@@ -170,9 +160,9 @@ async def test_a_repeat_connect_of_a_cached_session_makes_one_round_trip_without
     round_trips: RoundTrips,
 ) -> None:
     _, key = await _session("alice")
-    first = await _welcomed(key)
+    first = await welcomed(key)
     round_trips.start()
-    second = await _welcomed(key)  # served from the cache; the process already holds every group
+    second = await welcomed(key)  # served from the cache; the process already holds every group
     trips = round_trips.stop()
     assert [_commands(sent) for sent in trips] == [["EVAL", "EXISTS"]]
     await first.disconnect()
@@ -185,12 +175,12 @@ async def test_a_connect_burst_makes_one_round_trip_per_batch(
     settings.WS_MAX_CONNECTIONS_PER_USER = 100
     _, key = await _session("alice")
     others = [await _session(f"user{n}") for n in range(6)]
-    keeper = await _welcomed(key)
+    keeper = await welcomed(key)
     admission = get_admission()
     before = admission.batches
     round_trips.start()
     # 30 repeats of a cached session arrive together, plus first connects of new users (read from the database).
-    burst = await asyncio.gather(*(_welcomed(key) for _ in range(30)), *(_welcomed(other) for _, other in others))
+    burst = await asyncio.gather(*(welcomed(key) for _ in range(30)), *(welcomed(other) for _, other in others))
     trips = round_trips.stop()
     batches = admission.batches - before
     assert len(trips) == batches, [_commands(sent) for sent in trips]  # one round trip per batch
@@ -205,7 +195,7 @@ async def test_a_refused_slot_leaves_no_group_membership_and_its_refusal_is_4429
 ) -> None:
     settings.WS_MAX_CONNECTIONS_PER_USER = 1
     user_id, key = await _session("alice")
-    open_one = await _welcomed(key)
+    open_one = await welcomed(key)
     other_key = await sync_to_async(_another_session)(user_id)
     refused_group = session_group(other_key)
     round_trips.start()
@@ -272,7 +262,7 @@ async def test_a_layer_on_another_server_gets_its_own_pipeline_in_the_same_round
     user_id, key = await _session("alice")
     before = get_admission().batches
     round_trips.start()
-    alice = await _welcomed(key)
+    alice = await welcomed(key)
     trips = round_trips.stop()
     assert get_admission().batches - before == 1
     # Sent concurrently: the slot script on the data Redis, the joins then the marks on the layer's server.
@@ -284,7 +274,7 @@ async def test_a_layer_on_another_server_gets_its_own_pipeline_in_the_same_round
 
 async def test_a_revocation_mark_on_the_layers_server_refuses_a_cached_handshake(layer_elsewhere: None) -> None:
     _, key = await _session("alice")
-    keeper = await _welcomed(key)
+    keeper = await welcomed(key)
     node = get_node()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(node, "_observers", {})  # the node never evicts the cached entry: only the mark can refuse
@@ -301,7 +291,7 @@ async def test_with_the_data_redis_down_a_connect_is_let_through_uncounted(
     settings.WS_MAX_CONNECTIONS_PER_USER = 1
     settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     user_id, key = await _session("alice")
-    one, two = await _welcomed(key), await _welcomed(key)  # over the limit, yet both let through
+    one, two = await welcomed(key), await welcomed(key)  # over the limit, yet both let through
     assert len(get_node().local[user_group(user_id)]) == 2
     await one.disconnect()
     await two.disconnect()

@@ -27,7 +27,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from shared.tickets import issue_ticket
-from tests.support.communicators import receive_message, ws_communicator
+from tests.support.communicators import receive_message, welcomed, ws_communicator
 from tests.support.users import make_user, session_key_for
 from ws_service.auth_cache import get_auth_cache
 from ws_service.kernel import KernelConsumer
@@ -58,15 +58,6 @@ def counting_queries() -> Iterator[list[str]]:
 async def _user_and_session(username: str) -> tuple[User, str]:
     user = await sync_to_async(make_user)(username)
     return user, await sync_to_async(session_key_for)(user)
-
-
-async def _welcomed(key: str) -> WebsocketCommunicator:
-    communicator = ws_communicator(session_key=key)
-    connected, _ = await communicator.connect()
-    assert connected
-    welcome = await receive_message(communicator)
-    assert welcome["type"] == "welcome", welcome
-    return communicator
 
 
 async def _refused_code(key: str) -> int:
@@ -100,9 +91,9 @@ async def _eventually(condition: Callable[[], bool], wait: float = 3.0) -> None:
 async def test_a_sessions_second_connection_makes_no_query_and_the_first_does() -> None:
     _, key = await _user_and_session("alice")
     with counting_queries() as first:
-        one = await _welcomed(key)
+        one = await welcomed(key)
     with counting_queries() as second:
-        two = await _welcomed(key)
+        two = await welcomed(key)
     assert len(first) >= 2  # session and user
     assert second == []
     await _disconnect(one, two)
@@ -110,7 +101,7 @@ async def test_a_sessions_second_connection_makes_no_query_and_the_first_does() 
 
 async def test_connections_of_one_session_share_one_user_instance() -> None:
     _, key = await _user_and_session("alice")
-    one, two = await _welcomed(key), await _welcomed(key)
+    one, two = await welcomed(key), await welcomed(key)
     users = {id(cast("KernelConsumer", connection).user) for connection in registry.connections}
     assert len(registry.connections) == 2
     assert len(users) == 1
@@ -120,9 +111,9 @@ async def test_connections_of_one_session_share_one_user_instance() -> None:
 @override_settings(WS_AUTH_CACHE_SECONDS=0)
 async def test_cache_seconds_zero_disables_the_cache() -> None:
     _, key = await _user_and_session("alice")
-    one = await _welcomed(key)
+    one = await welcomed(key)
     with counting_queries() as second:
-        two = await _welcomed(key)
+        two = await welcomed(key)
     assert len(second) >= 2
     assert len(get_auth_cache()) == 0
     await _disconnect(one, two)
@@ -145,7 +136,7 @@ async def test_tickets_are_not_cached() -> None:
 
 async def test_at_most_one_entry_per_session_with_an_open_connection() -> None:
     keys = [(await _user_and_session(name))[1] for name in ("alice", "bob", "carol")]
-    communicators = [await _welcomed(key) for key in keys for _ in range(3)]
+    communicators = [await welcomed(key) for key in keys for _ in range(3)]
     assert len(get_auth_cache()) == 3
     await _disconnect(*communicators[:3])  # every connection of alice's session
     assert len(get_auth_cache()) == 2
@@ -155,10 +146,10 @@ async def test_at_most_one_entry_per_session_with_an_open_connection() -> None:
 
 async def test_an_entry_is_not_used_after_the_sessions_last_connection_closed() -> None:
     _, key = await _user_and_session("alice")
-    one = await _welcomed(key)
+    one = await welcomed(key)
     await one.disconnect()
     with counting_queries() as again:
-        two = await _welcomed(key)
+        two = await welcomed(key)
     assert len(again) >= 2
     await two.disconnect()
 
@@ -166,10 +157,10 @@ async def test_an_entry_is_not_used_after_the_sessions_last_connection_closed() 
 @override_settings(WS_AUTH_CACHE_SECONDS=0.3)
 async def test_an_entry_is_not_used_after_ws_auth_cache_seconds() -> None:
     _, key = await _user_and_session("alice")
-    one = await _welcomed(key)
+    one = await welcomed(key)
     await asyncio.sleep(0.4)
     with counting_queries() as later:
-        two = await _welcomed(key)
+        two = await welcomed(key)
     assert len(later) >= 2
     await _disconnect(one, two)
 
@@ -178,7 +169,7 @@ async def test_an_entry_is_not_used_past_the_sessions_expiry() -> None:
     """A change that sends no event (``QuerySet.update``) still cannot outlive the session's expiry."""
     _, key = await _user_and_session("alice")
     await Session.objects.filter(session_key=key).aupdate(expire_date=timezone.now() + timedelta(seconds=1))
-    one = await _welcomed(key)
+    one = await welcomed(key)
     await asyncio.sleep(1.1)
     assert await _refused_code(key) == CLOSE_UNAUTHENTICATED
     await one.disconnect()
@@ -219,8 +210,8 @@ REVOCATIONS = [_logout, _delete_session, _change_password, _deactivate, _delete_
 async def test_a_revoked_session_cannot_connect_from_its_cached_entry(revoke: Callable[[User, str], None]) -> None:
     """Revoke while a connection keeps the entry alive, then connect at once: refused, never welcomed."""
     alice, key = await _user_and_session("alice")
-    open_one = await _welcomed(key)
-    second = await _welcomed(key)  # served from the cache: the entry exists
+    open_one = await welcomed(key)
+    second = await welcomed(key)  # served from the cache: the entry exists
     await second.disconnect()
     assert len(get_auth_cache()) == 1
     await sync_to_async(revoke)(alice, key)
@@ -232,7 +223,7 @@ async def test_a_revoked_session_cannot_connect_from_its_cached_entry(revoke: Ca
 async def test_a_revocation_racing_the_handshake_refuses_it(cached: bool) -> None:
     """The session is revoked, and its event handled by the node, after the user was resolved, before the join."""
     alice, key = await _user_and_session("alice")
-    keeper = await _welcomed(key) if cached else None
+    keeper = await welcomed(key) if cached else None
     join_many = Node.join_many
     revoked = False
 
@@ -282,7 +273,7 @@ async def test_a_revocation_racing_a_ticket_handshake_refuses_it() -> None:
 async def test_a_revocation_mark_alone_refuses_a_cached_handshake() -> None:
     """The event still in flight (not yet handled by the node): the mark in Redis refuses the handshake."""
     alice, key = await _user_and_session("alice")
-    keeper = await _welcomed(key)
+    keeper = await welcomed(key)
     assert len(get_auth_cache()) == 1
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(get_node(), "_observers", {})  # the node never evicts: only the mark can refuse
@@ -294,7 +285,7 @@ async def test_a_revocation_mark_alone_refuses_a_cached_handshake() -> None:
 async def test_redis_losing_the_processs_state_clears_the_cache() -> None:
     """FLUSHALL: events may have been lost, so the next handshake reads the database again."""
     _, key = await _user_and_session("alice")
-    one, two = await _welcomed(key), await _welcomed(key)
+    one, two = await welcomed(key), await welcomed(key)
     assert len(get_auth_cache()) == 1
     monitor = get_monitor()
     await monitor.check()  # plants the sentinel
@@ -303,6 +294,6 @@ async def test_redis_losing_the_processs_state_clears_the_cache() -> None:
     await monitor.check()  # notices the loss, rejoins
     assert len(get_auth_cache()) == 0
     with counting_queries() as after:
-        three = await _welcomed(key)
+        three = await welcomed(key)
     assert len(after) >= 2
     await _disconnect(one, two, three)
