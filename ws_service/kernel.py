@@ -60,7 +60,7 @@ from ws_service.admission import admit
 from ws_service.asgi_types import Receive, Send, hands_over
 from ws_service.auth import confirm_session, marked_groups
 from ws_service.connection_slots import SLOT_CLAIM_KEY
-from ws_service.direct_frames import direct_protocol, shared_frame, write_frame
+from ws_service.direct_frames import direct_protocol, shared_frame, text_frame, write_frame
 from ws_service.frames import FrameRegistry, frames
 from ws_service.layer_monitor import get_monitor
 from ws_service.node import get_node
@@ -136,6 +136,8 @@ class KernelConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
     stopped: bool = False
     #: The valid ``ref`` of the request being handled, echoed by :meth:`reply`; ``None`` between requests.
     request_ref: str | None = None
+    #: ``websocket_receive`` is the kernel's own: client frames go straight to :meth:`receive` (set per class).
+    receives_frames: ClassVar[bool] = True
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Dispatch client frames and the events the node queues, one at a time."""
@@ -233,6 +235,14 @@ class KernelConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
             groups.append(self.scope["session_group"])
         return [*groups, *(self.groups or ())]
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.receives_frames = cls.websocket_receive is KernelConsumer.websocket_receive
+
+    async def websocket_receive(self, message: dict[str, Any]) -> None:
+        """Channels' handler: a client frame to :meth:`receive` (``dispatch`` calls it directly unless overridden)."""
+        await self.receive(message.get("text"), message.get("bytes"))
+
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         """Channels' handler without its per-connection ``group_add``: the node joins groups."""
         await self.connect()
@@ -282,6 +292,10 @@ class KernelConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
         """
         try:
             message_type = message["type"]
+            if message_type == "websocket.receive" and self.receives_frames:
+                # A client frame, straight to ``receive`` (what Channels' ``websocket_receive`` does).
+                await self.receive(message.get("text"), message.get("bytes"))
+                return
             event_handler = self.frames.events.get(message_type)
             if event_handler is not None:
                 await event_handler(self, message)
@@ -420,7 +434,7 @@ class KernelConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
         """Send a direct reply to the request being handled, echoing its ``ref`` (when it sent one)."""
         if self.request_ref is not None:
             message = {**message, "ref": self.request_ref}
-        await self.send_message(message)
+        await self.send_encoded(encode(message), message.get("type"))
 
     async def send_message(self, message: dict[str, Any]) -> None:
         await self.send_encoded(encode(message), message.get("type"))
@@ -428,19 +442,21 @@ class KernelConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
     async def send_encoded(self, text: str, frame_type: object, shared: dict[str, Any] | None = None) -> None:
         """A frame already encoded as JSON text; nothing once the client is gone.
 
-        ``shared`` is an event every local member sends as it is (a topic
-        message): on Uvicorn its WebSocket frame is built once, kept in it and
-        written to each open socket directly (``ws_service.direct_frames``).
+        On Uvicorn the frame goes straight to an open socket
+        (``ws_service.direct_frames``). ``shared`` is an event every local
+        member sends as it is (a topic message): its frame is built once and
+        kept in it for every connection.
         Output beyond ``WS_MAX_PENDING_BYTES`` aborts the socket
         (``ws_service.output_budget``): the send raises ``OSError`` here.
         """
         if self.gone:
             return
-        if shared is not None:
-            protocol = direct_protocol(self.base_send)
-            if protocol is not None and write_frame(protocol, shared_frame(shared, text)):
-                metrics.count_sent(frame_type)
-                return
+        protocol = direct_protocol(self.base_send)
+        if protocol is not None and write_frame(
+            protocol, text_frame(text) if shared is None else shared_frame(shared, text)
+        ):
+            metrics.count_sent(frame_type)
+            return
         try:
             # Straight to the server (what Channels' two ``send`` layers end in), once per frame.
             await self.base_send({"type": "websocket.send", "text": text})

@@ -37,11 +37,22 @@ class TokenBucket:
         return self._tokens
 
     def try_acquire(self, cost: float = 1.0) -> bool:
-        """Take ``cost`` tokens if available; ``False`` (and nothing taken) otherwise."""
-        self._refill()
-        if self._tokens >= cost:
-            self._tokens -= cost
+        """Take ``cost`` tokens if available; ``False`` (and nothing taken) otherwise.
+
+        The refill of :meth:`_refill` inlined: this runs for every frame a client sends.
+        """
+        now = self._clock()
+        elapsed = now - self._updated
+        self._updated = now
+        tokens = self._tokens
+        if elapsed > 0:  # a clock going backwards never adds tokens
+            tokens += elapsed * self.rate
+            if tokens > self.burst:
+                tokens = float(self.burst)
+        if tokens >= cost:
+            self._tokens = tokens - cost
             return True
+        self._tokens = tokens
         return False
 
     def _refill(self) -> None:

@@ -1,7 +1,8 @@
-"""On real Uvicorn (websockets-sansio, in this process): a topic message is framed once per process.
+"""On real Uvicorn (websockets-sansio, in this process): frames go straight to the socket.
 
-Every local subscriber gets the same bytes, written to its socket directly
-(``ws_service.direct_frames``); a connection that is not plainly open (here:
+A topic message is framed once per process: every local subscriber gets the
+same bytes, written to its socket directly (``ws_service.direct_frames``), and
+so is every reply; a connection that is not plainly open (here:
 one whose client has started the closing handshake) gets nothing written
 directly and goes through Uvicorn's own ``send``.
 """
@@ -17,7 +18,7 @@ import pytest
 import uvicorn
 from asgiref.sync import sync_to_async
 from websockets.asyncio.client import ClientConnection
-from websockets.frames import Frame
+from websockets.frames import Frame, Opcode
 
 from shared import messaging
 from shared.current_user import use_current_user
@@ -85,15 +86,15 @@ async def test_a_topic_message_is_framed_once_for_every_local_subscriber(
     key = await sync_to_async(session_key_for)(user)
     sockets = [await _subscriber(uvicorn_url, key) for _ in range(SUBSCRIBERS)]
     tag = "framed-once-7f3a"
-    framed: list[bytes] = []
-    serialize = Frame.serialize
+    framed: list[str] = []
+    build = direct_frames.text_frame
 
-    def counting_serialize(frame: Frame, **kwargs: Any) -> bytes:
-        if tag.encode() in bytes(frame.data):
-            framed.append(bytes(frame.data))
-        return serialize(frame, **kwargs)
+    def counting_text_frame(text: str) -> bytes:
+        if tag in text:
+            framed.append(text)
+        return build(text)
 
-    monkeypatch.setattr(Frame, "serialize", counting_serialize)
+    monkeypatch.setattr(direct_frames, "text_frame", counting_text_frame)
     payload = await sync_to_async(_publish)(user, tag)
     await messaging.deliver(payload)
     for ws in sockets:
@@ -107,8 +108,7 @@ async def test_only_an_open_connection_is_written_to_directly(uvicorn_url: str) 
     user = await sync_to_async(make_user)("closing")
     key = await sync_to_async(session_key_for)(user)
     ws = await _subscriber(uvicorn_url, key)
-    [consumer] = [c for c in registry.connections if isinstance(c, KernelConsumer) and c.user.pk == user.pk]
-    protocol = direct_frames.direct_protocol(consumer.base_send)
+    protocol = direct_frames.direct_protocol(_consumer_of(user).base_send)
     assert protocol is not None
     assert direct_frames.write_frame(protocol, direct_frames.text_frame('{"type":"pong","ref":"direct"}'))
     assert await recv_type(ws, "pong") == {"type": "pong", "ref": "direct"}
@@ -119,6 +119,44 @@ async def test_only_an_open_connection_is_written_to_directly(uvicorn_url: str) 
         await asyncio.sleep(0.05)
     assert protocol.disconnected
     assert not direct_frames.write_frame(protocol, direct_frames.text_frame('{"type":"pong","ref":"late"}'))
+
+
+async def test_a_reply_goes_straight_to_the_socket_not_through_uvicorns_send(
+    uvicorn_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = await sync_to_async(make_user)("replied")
+    key = await sync_to_async(session_key_for)(user)
+    through_send: list[dict[str, Any]] = []
+    protocol_class = direct_frames.WebSocketsSansIOProtocol
+    send = protocol_class.send
+
+    async def recording_send(protocol: Any, message: dict[str, Any]) -> None:
+        through_send.append(message)
+        await send(protocol, message)
+
+    monkeypatch.setattr(protocol_class, "send", recording_send)  # before the connection takes its bound send
+    ws = await open_ws(uvicorn_url, cookie=f"sessionid={key}")
+    assert await recv_type(ws, "welcome")
+    assert [m["type"] for m in through_send] == ["websocket.accept"]  # the welcome went straight to the socket
+    for n in range(3):
+        await ws.send(json.dumps({"type": "ping", "ref": f"r{n}"}))
+        assert await recv_type(ws, "pong") == {"type": "pong", "ref": f"r{n}"}
+    await ws.send("not json")
+    assert (await recv_type(ws, "error"))["code"] == "bad_json"
+    assert [m for m in through_send if m["type"] == "websocket.send"] == []
+    await ws.close()
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 70000])
+def test_text_frame_is_what_websockets_serializes(size: int) -> None:
+    text = ("é" + "a" * size)[: max(size - 1, 0)] if size else ""
+    expected = Frame(Opcode.TEXT, text.encode()).serialize(mask=False, extensions=[])
+    assert direct_frames.text_frame(text) == expected
+
+
+def _consumer_of(user: Any) -> KernelConsumer:
+    [consumer] = [c for c in registry.connections if isinstance(c, KernelConsumer) and c.user.pk == user.pk]
+    return consumer
 
 
 def test_other_servers_sends_are_not_written_to_directly() -> None:
