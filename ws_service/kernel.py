@@ -416,7 +416,7 @@ class KernelConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
             if handler is None:
                 metrics.RECEIVED_UNKNOWN.inc()
                 raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {frame_type[:64]!r}")
-            metrics.RECEIVED.get(frame_type, metrics.RECEIVED_UNKNOWN).inc()
+            metrics.count_received(frame_type)
             self.request_ref = optional_ref(message)
             await handler(self, message)
         except ProtocolError as error:

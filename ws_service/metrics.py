@@ -2,9 +2,10 @@
 
 Served on the internal ``METRICS_PORT`` by :mod:`shared.metrics_server`, never
 on the public port. Every label has a fixed, small set of values: the
-labelled children are bound here once, so the per-message path is a dict
-lookup and an ``inc()``, and a client-chosen message type can never create a
-new series (unknown types count as ``unknown``).
+labelled children are bound here once, and a client-chosen message type can
+never create a new series (unknown types count as ``unknown``). The
+per-frame counts are added up per event-loop iteration (:class:`LoopCounts`),
+not taken with a locked ``inc()`` per frame.
 
 Gauges use ``multiprocess_mode="livesum"``: with ``WS_WORKERS`` > 1 the
 launcher's ``PROMETHEUS_MULTIPROC_DIR`` makes each worker write its own file,
@@ -14,8 +15,9 @@ its counters stay).
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -172,9 +174,58 @@ def track_sent_type(name: str) -> None:
     SENT.setdefault(name, MESSAGES_SENT.labels(name))
 
 
+class LoopCounts:
+    """Counts of the per-frame path, added up and handed to their counters once per event-loop iteration.
+
+    A Prometheus ``inc()`` takes a lock (and with ``WS_WORKERS`` > 1 writes a
+    memory-mapped file): about 0.3 µs, paid for each frame received and each
+    frame sent, which is 10,000 times for one topic message with 10,000 local
+    subscribers. Here a count is a dict update; the first count of an
+    iteration schedules one hand-over (``call_soon``) that adds each sum with
+    one ``inc(n)``, before the loop does anything else. The exposition (read
+    by the metrics thread or another process) lags by at most that one
+    iteration. Outside a running loop a count goes to its counter at once.
+    """
+
+    __slots__ = ("_loop", "_pending")
+
+    def __init__(self) -> None:
+        self._pending: dict[Any, int] = {}
+        # The loop a hand-over is scheduled on (``None`` when none is): a loop closed before running
+        # it (a test's) is not waited for, the next count schedules one on its own loop.
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def add(self, counter: Any) -> None:
+        """Count one for ``counter`` (a labelled Prometheus counter)."""
+        pending = self._pending
+        pending[counter] = pending.get(counter, 0) + 1
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        if loop is not self._loop:
+            self._loop = loop
+            loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Hand every sum to its counter."""
+        pending, self._pending, self._loop = self._pending, {}, None
+        for counter, count in pending.items():
+            counter.inc(count)
+
+
+FRAME_COUNTS: Final = LoopCounts()
+
+
+def count_received(frame_type: str) -> None:
+    """Count one client frame of a type the protocol has (``unknown`` for any other)."""
+    FRAME_COUNTS.add(RECEIVED.get(frame_type, RECEIVED_UNKNOWN))
+
+
 def count_sent(frame_type: object) -> None:
     """Count one outbound frame (``frame_type`` may be anything a pushed payload holds)."""
-    (SENT.get(frame_type, SENT_UNKNOWN) if type(frame_type) is str else SENT_UNKNOWN).inc()
+    FRAME_COUNTS.add(SENT.get(frame_type, SENT_UNKNOWN) if type(frame_type) is str else SENT_UNKNOWN)
 
 
 # The error codes of docs/protocol.md "Errors" (ws_service.protocol.ErrorCode, topic errors, rate_limited).
