@@ -155,7 +155,12 @@ class KernelConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
                     self.waiting = False
                 if self.drainer is not None:
                     await asyncio.shield(self.drainer)
-                await self.dispatch(message)
+                if self.receives_frames and message["type"] == "websocket.receive":
+                    # A client frame, straight to ``receive`` (which answers every failure with an error
+                    # frame): what Channels' ``websocket_receive`` does, without a dispatch by type.
+                    await self.receive(message.get("text"), message.get("bytes"))
+                else:
+                    await self.dispatch(message)
         except StopConsumer:
             pass
         except asyncio.CancelledError:
@@ -240,7 +245,7 @@ class KernelConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
         cls.receives_frames = cls.websocket_receive is KernelConsumer.websocket_receive
 
     async def websocket_receive(self, message: dict[str, Any]) -> None:
-        """Channels' handler: a client frame to :meth:`receive` (``dispatch`` calls it directly unless overridden)."""
+        """Channels' handler: a client frame to :meth:`receive` (the connection's loop calls that itself)."""
         await self.receive(message.get("text"), message.get("bytes"))
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
@@ -292,10 +297,6 @@ class KernelConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
         """
         try:
             message_type = message["type"]
-            if message_type == "websocket.receive" and self.receives_frames:
-                # A client frame, straight to ``receive`` (what Channels' ``websocket_receive`` does).
-                await self.receive(message.get("text"), message.get("bytes"))
-                return
             event_handler = self.frames.events.get(message_type)
             if event_handler is not None:
                 await event_handler(self, message)
