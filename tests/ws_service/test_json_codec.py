@@ -44,14 +44,14 @@ def test_parse_frame_does_not_use_the_standard_library_for_valid_json(monkeypatc
 
 def test_what_orjson_refuses_to_encode_the_standard_encoder_writes() -> None:
     assert encode({"type": "n", "value": 2**70}) == '{"type":"n","value":1180591620717411303424}'
-    assert encode({"type": "keys", 1: "one", True: "t"}) == json.dumps(
-        {"type": "keys", 1: "one", True: "t"}, separators=(",", ":")
-    )
+    keys = {"type": "keys", 1: "one", None: "none", False: "no"}
+    assert encode(keys) == json.dumps(keys, separators=(",", ":"))
 
 
 def test_what_orjson_refuses_to_parse_the_standard_parser_decides() -> None:
     parsed = parse_frame('{"type":"ping","x":NaN,"y":1e999}', None)  # accepted before orjson: still accepted
-    assert math.isnan(parsed["x"]) and parsed["y"] == math.inf
+    assert math.isnan(parsed["x"])
+    assert parsed["y"] == math.inf
     with pytest.raises(ProtocolError) as raised:
         parse_frame('{"type":"ping","x":"\\ud800"}', None)  # orjson: invalid JSON; the limits: a lone surrogate
     assert raised.value.code is ErrorCode.BAD_MESSAGE

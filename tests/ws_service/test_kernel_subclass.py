@@ -171,3 +171,36 @@ async def test_a_process_task_does_not_inherit_the_identity_of_the_connection_th
         context_id.reset(token)
     assert await inherited == "connection-that-came-first"  # what asyncio.create_task alone would do
     assert not await task
+
+
+class RawConsumer(ShoutConsumer):
+    """Overrides Channels' ``websocket_receive``: its own frames, answered without the kernel's parsing."""
+
+    async def websocket_receive(self, message: dict[str, Any]) -> None:
+        if message.get("text") == "raw":
+            await self.send_encoded('{"type":"raw"}', "raw")
+            return
+        await super().websocket_receive(message)
+
+
+raw_application = ConnectionContextMiddleware(
+    TicketOrSessionAuthMiddleware(URLRouter([path("raw/", RawConsumer.as_asgi())]))
+)
+
+
+async def test_a_subclass_overriding_websocket_receive_gets_every_client_frame() -> None:
+    assert KernelConsumer.receives_frames
+    assert ShoutConsumer.receives_frames
+    assert not RawConsumer.receives_frames
+    user = await sync_to_async(make_user)("raw")
+    headers = [(b"host", b"localhost:8000"), (b"origin", ALLOWED_ORIGIN.encode())]
+    headers.append((b"cookie", f"sessionid={await sync_to_async(session_key_for)(user)}".encode()))
+    communicator = WebsocketCommunicator(raw_application, "/raw/", headers=headers)
+    connected, _ = await communicator.connect()
+    assert connected
+    assert (await receive_message(communicator))["type"] == "welcome"
+    await communicator.send_to(text_data="raw")
+    assert await receive_message(communicator) == {"type": "raw"}
+    await send_message(communicator, {"type": "shout-not", "ref": "r"})
+    assert (await receive_message(communicator))["code"] == "unknown_type"
+    await communicator.disconnect()
