@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import uvicorn
 from asgiref.sync import sync_to_async
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.asyncio.client import ClientConnection
 from websockets.frames import Frame, Opcode
 
@@ -127,14 +128,13 @@ async def test_a_reply_goes_straight_to_the_socket_not_through_uvicorns_send(
     user = await sync_to_async(make_user)("replied")
     key = await sync_to_async(session_key_for)(user)
     through_send: list[dict[str, Any]] = []
-    protocol_class = direct_frames.WebSocketsSansIOProtocol
-    send = protocol_class.send
+    send = WebSocketsSansIOProtocol.send
 
-    async def recording_send(protocol: Any, message: dict[str, Any]) -> None:
+    async def recording_send(protocol: Any, message: Any) -> None:
         through_send.append(message)
         await send(protocol, message)
 
-    monkeypatch.setattr(protocol_class, "send", recording_send)  # before the connection takes its bound send
+    monkeypatch.setattr(WebSocketsSansIOProtocol, "send", recording_send)  # before the connection takes its bound send
     ws = await open_ws(uvicorn_url, cookie=f"sessionid={key}")
     assert await recv_type(ws, "welcome")
     assert [m["type"] for m in through_send] == ["websocket.accept"]  # the welcome went straight to the socket

@@ -21,9 +21,9 @@ class Recorded:
         self.amounts: list[float] = []
         original = self.child.inc
 
-        def inc(amount: float = 1) -> None:
+        def inc(amount: float = 1, exemplar: dict[str, str] | None = None) -> None:
             self.amounts.append(amount)
-            original(amount)
+            original(amount, exemplar)
 
         self.child.inc = inc  # type: ignore[method-assign]  # record, then count
 

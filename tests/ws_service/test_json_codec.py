@@ -38,13 +38,13 @@ def test_parse_frame_does_not_use_the_standard_library_for_valid_json(monkeypatc
     def refuse(text: str) -> Any:
         raise AssertionError("json.loads ran")
 
-    monkeypatch.setattr(protocol.json, "loads", refuse)
+    monkeypatch.setattr(json, "loads", refuse)
     assert parse_frame('{"type":"ping","ref":"r"}', None) == {"type": "ping", "ref": "r"}
 
 
 def test_what_orjson_refuses_to_encode_the_standard_encoder_writes() -> None:
     assert encode({"type": "n", "value": 2**70}) == '{"type":"n","value":1180591620717411303424}'
-    keys = {"type": "keys", 1: "one", None: "none", False: "no"}
+    keys: dict[Any, str] = {"type": "keys", 1: "one", None: "none", False: "no"}
     assert encode(keys) == json.dumps(keys, separators=(",", ":"))
 
 
