@@ -26,6 +26,7 @@ def run(options: ServerOptions, listen_fd: int | None = None) -> None:
         input_budget,
         lazy_log_args,
         output_budget,
+        receive_queue,
     )
     from ws_service.asgi import application
     from ws_service.launcher import gc_tuning
@@ -33,6 +34,7 @@ def run(options: ServerOptions, listen_fd: int | None = None) -> None:
     lazy_log_args.install_daphne()
     daphne_close.install()
     daphne_timeouts.install()
+    receive_queue.install_daphne()  # before the reaper, which wraps the method it replaces
     daphne_reaper.install()
     daphne_upgrade.install()
     output_budget.install_daphne()

@@ -54,12 +54,14 @@ class DrainingServer(uvicorn.Server):
 
 def run(options: ServerOptions, listen_fd: int | None = None) -> None:
     """Serve until SIGTERM/SIGINT, then drain and stop."""
-    from ws_service import lazy_log_args, output_budget
+    from ws_service import lazy_log_args, output_budget, receive_queue, uvicorn_upgrade
     from ws_service.asgi import application
     from ws_service.launcher import gc_tuning
 
     output_budget.install_uvicorn()
     lazy_log_args.install_uvicorn()
+    receive_queue.install_uvicorn()
+    uvicorn_upgrade.install()
 
     # Uvicorn logs every WebSocket open and close at INFO; the consumer logs its own lines.
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
