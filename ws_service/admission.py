@@ -27,7 +27,7 @@ round trip, paid by refused connects only.
 
 Failures keep the documented outcomes (docs/failure-behaviour.md): when the
 joins fail the call raises (the kernel closes with 4013; slots taken
-meanwhile are recorded so the limits middleware gives them back); when only
+meanwhile are recorded so the consumer gives them back); when only
 the slot script fails the connection is let through uncounted; a mark that
 cannot be read counts as set (the session is read again from the database).
 """
@@ -191,7 +191,7 @@ class Admission:
     def _settle_slots(
         self, asks: Sequence[Ask], slots: list[_Ref | None], replies: list[list[Any] | Exception]
     ) -> set[int]:
-        """Record the slots taken (the middleware gives them back); the indexes of the refused asks."""
+        """Record the slots taken (their consumers give them back); the indexes of the refused asks."""
         tracker = get_slot_tracker()
         refused: set[int] = set()
         for index, (ask, ref) in enumerate(zip(asks, slots, strict=True)):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Mapping
 
-from ws_service.asgi_types import ASGIApp, Receive, Scope, Send, hands_over
+from ws_service.asgi_types import ASGIApp, Receive, Scope, Send, hands_over, raising
 from ws_service.auth import TicketOrSessionAuthMiddleware
 from ws_service.connection_context import ConnectionContextMiddleware
 from ws_service.handshake_limit import HandshakeLimitMiddleware
@@ -37,16 +37,7 @@ class ScopeTypeRouter:
                 raise ValueError(f"No application configured for scope type {scope['type']!r}")
             return application(scope, receive, send)
         except Exception as exc:  # re-raised in the task, where the server handles it
-            return _raising(exc)
-
-
-async def _raising(exc: Exception) -> None:
-    """An error of the handed-over checks, raised inside the application's task as an ``async def`` would.
-
-    Servers call the application outside its task (Daphne in its protocol
-    code) and handle its errors in the task: a 500 or close 1011, a log line.
-    """
-    raise exc
+            return raising(exc)
 
 
 def build_application() -> ScopeTypeRouter:

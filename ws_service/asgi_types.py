@@ -29,6 +29,17 @@ def hands_over[F: Callable[..., Awaitable[None]]](call: F) -> F:
     return inspect.markcoroutinefunction(call)
 
 
+async def raising(exc: Exception) -> None:
+    """An error of a handed-over check, raised inside the application's task as an ``async def`` would.
+
+    Servers call the application outside its task (Daphne in its protocol
+    code) and handle its errors in the task: a 500 or close 1011, a log line.
+    An app that hands over and is called by the server (the outermost one)
+    returns this instead of raising.
+    """
+    raise exc
+
+
 def header(scope: Scope, name: bytes) -> str | None:
     """The first value of a request header (``name`` in lower case), decoded as latin-1."""
     for key, value in scope.get("headers", ()):

@@ -13,9 +13,11 @@ disconnects arriving together send their removals in one round trip
 (``ws_service.coalesce``). Each script is still atomic, in order, so the
 guarantee holds within a batch.
 
-The limits middleware puts a :class:`SlotClaim` in the scope; whoever admits
-the connection (the kernel's connect, through the admission) takes it, and
-the middleware gives back a taken slot when the connection ends.
+The limits middleware puts a :class:`SlotClaim` in the scope and hands the
+connection over (it keeps no frame on the connection's stack). Whoever
+admits the connection takes the slot (the kernel's connect, through the
+admission) and gives it back when the connection ends, whatever the reason
+(:func:`release_claim`: ``KernelConsumer.__call__`` does it as it returns).
 
 The refresh is per process, not per connection: one pipelined round trip per
 round, carrying one script call per ``REFRESH_BATCH`` slots (each call extends
@@ -97,6 +99,25 @@ class SlotClaim:
 
 # The scope key of a connection's :class:`SlotClaim`, set by ``ws_service.limits.ConnectionLimitMiddleware``.
 SLOT_CLAIM_KEY = "connection_slot"
+
+
+async def release_claim(claim: SlotClaim | None) -> None:
+    """Give back a connection's slot when its claim took it (the connection ended, whatever the reason).
+
+    Whoever took the slot calls it once the connection is over: the kernel as
+    its ``__call__`` returns, an app of your own that took it with
+    ``ws_service.admission.admit(..., claim=...)`` likewise. Once the process
+    drained (:meth:`SlotTracker.release_all`) it costs nothing. When Redis
+    cannot be reached it logs a warning: the slot then expires by itself
+    (``WS_CONNECTION_TTL_SECONDS``), as nobody refreshes it any more.
+    """
+    if claim is None or not claim.taken:
+        return
+    claim.taken = False  # given back once, even if called again
+    try:
+        await get_slot_tracker().release(claim.slot)
+    except (RedisError, OSError) as exc:
+        logger.warning("could not release connection slot (it expires by itself): %s", exc)
 
 
 def queue_acquire(pipe: Pipeline, slot: Slot, limit: int, now: float) -> None:

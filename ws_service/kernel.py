@@ -4,11 +4,12 @@
 did) but refuses what the stack marked: draining (1012), authentication
 unavailable (4013), anonymous (4401). It then admits the connection in one
 pipelined Redis round trip shared with the connects arriving together
-(``ws_service.admission``): takes its per-user slot (over the limit: 4429),
-joins its groups through the process's node (its user, its session,
-``broadcast``) and reads its session's revocation marks; confirms its session
-(``ws_service.auth.confirm_session``: refused with 4401 if it was revoked
-meanwhile), registers it for draining, and dispatches:
+(``ws_service.admission``): takes its per-user slot (over the limit: 4429;
+the consumer gives a taken slot back as its ``__call__`` returns, whatever
+ended the connection), joins its groups through the process's node (its
+user, its session, ``broadcast``) and reads its session's revocation marks;
+confirms its session (``ws_service.auth.confirm_session``: refused with 4401
+if it was revoked meanwhile), registers it for draining, and dispatches:
 
 * client frames by ``type`` to the handlers of its :class:`FrameRegistry`
   (``frames``), with metrics, error frames for client mistakes and an
@@ -59,7 +60,7 @@ from ws_service import metrics
 from ws_service.admission import admit
 from ws_service.asgi_types import Receive, Send, hands_over
 from ws_service.auth import confirm_session, marked_groups
-from ws_service.connection_slots import SLOT_CLAIM_KEY
+from ws_service.connection_slots import SLOT_CLAIM_KEY, release_claim
 from ws_service.direct_frames import direct_protocol, shared_frame, text_frame, write_frame
 from ws_service.frames import FrameRegistry, frames
 from ws_service.layer_monitor import get_monitor
@@ -171,6 +172,9 @@ class KernelConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels 
                 self.drainer.cancel()
             self.task = None  # no cycle through the finished task
             registry.discard(self)
+            # The slot its connect took, given back however the connection ended (the limits middleware
+            # handed the connection over and is no longer on the stack to do it).
+            await release_claim(self.scope.get(SLOT_CLAIM_KEY))
 
     @classmethod
     def as_asgi(cls, **initkwargs: Any) -> Any:

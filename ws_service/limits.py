@@ -3,7 +3,8 @@
 * :class:`ConnectionLimitMiddleware`: at most ``WS_MAX_CONNECTIONS_PER_USER``
   open connections per user across every replica; more are accepted and
   closed at once with 4429 (by the consumer's connect, which takes the slot
-  in its one Redis round trip; it joins no group and reads no session).
+  in its one Redis round trip; it joins no group and reads no session). The
+  consumer that took the slot gives it back when the connection ends.
 * :class:`FrameLimitMiddleware`, per frame: a frame over
   ``WS_MAX_MESSAGE_BYTES`` closes the connection with 1009 (Daphne enforces
   the same limit first, the ws launcher passes it; this is the fallback for
@@ -24,11 +25,10 @@ from collections.abc import Awaitable
 from typing import Any
 
 from django.conf import settings
-from redis.exceptions import RedisError
 
 from ws_service import metrics
 from ws_service.asgi_types import ASGIApp, Message, Receive, Scope, Send, hands_over
-from ws_service.connection_slots import SLOT_CLAIM_KEY, Slot, SlotClaim, get_slot_tracker
+from ws_service.connection_slots import SLOT_CLAIM_KEY, Slot, SlotClaim
 from ws_service.protocol import (
     CLOSE_MESSAGE_TOO_BIG,
     CLOSE_POLICY_VIOLATION,
@@ -167,25 +167,24 @@ class ConnectionLimitMiddleware:
     a ``KernelConsumer`` takes it with ``ws_service.admission.admit(...,
     claim=scope[SLOT_CLAIM_KEY])``. When Redis cannot be reached the
     connection is let through uncounted: availability wins over the limit.
-    A taken slot is released when the connection's app returns, whatever the reason.
+
+    The middleware only puts the claim in the scope, then hands the
+    connection over (:func:`~ws_service.asgi_types.hands_over`): no frame of
+    its own stays on the connection's stack. Whoever takes the slot releases
+    it when the connection ends, whatever the reason (normal close, a
+    handler's crash, cancellation, drain):
+    ``KernelConsumer.__call__`` as it returns, an app of your own with
+    :func:`~ws_service.connection_slots.release_claim`.
     """
 
     def __init__(self, inner: ASGIApp) -> None:
         self.inner = inner
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    @hands_over
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         user = scope.get("user")
-        if scope["type"] != "websocket" or user is None or not user.is_authenticated:
-            await self.inner(scope, receive, send)
-            return
-        limit: int = settings.WS_MAX_CONNECTIONS_PER_USER
-        claim = SlotClaim(Slot(user.pk, scope["connection_id"]), limit)
-        scope[SLOT_CLAIM_KEY] = claim  # in place: the stack's outermost middleware made the scope this connection's own
-        try:
-            await self.inner(scope, receive, send)
-        finally:
-            if claim.taken:
-                try:
-                    await get_slot_tracker().release(claim.slot)
-                except (RedisError, OSError) as exc:
-                    logger.warning("could not release connection slot (it expires by itself): %s", exc)
+        if scope["type"] == "websocket" and user is not None and user.is_authenticated:
+            limit: int = settings.WS_MAX_CONNECTIONS_PER_USER
+            # In place: the stack's outermost middleware made the scope this connection's own.
+            scope[SLOT_CLAIM_KEY] = SlotClaim(Slot(user.pk, scope["connection_id"]), limit)
+        return self.inner(scope, receive, send)
