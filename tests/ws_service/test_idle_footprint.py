@@ -12,6 +12,7 @@ counts the objects on real servers).
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 import pytest
@@ -35,6 +36,10 @@ HANDED_OVER = {
     "HandshakeLimitMiddleware.__call__",
     "OriginValidator.__call__",
     "FrameLimitMiddleware.__call__",
+    "ConnectionLimitMiddleware.__call__",
+    "URLRouter.__call__",
+    "HandOverURLRouter.__call__",
+    "HandOverURLRouter._awaiting",
     "AsyncConsumer.as_asgi.<locals>.app",
     "FrameLimitMiddleware.__call__.<locals>.limited_receive",
 }
@@ -99,4 +104,21 @@ async def test_an_idle_connection_is_suspended_in_the_consumer_without_the_hands
     assert "KernelConsumer.__call__" in stack, stack  # the walk reached the consumer
     assert not HANDED_OVER.intersection(stack), stack
     assert "LimitedReceive.__call__" in stack, stack  # the frame limits' receive, which the consumer awaits
+    await communicator.disconnect()
+
+
+def _scopes_of(connection_id: str) -> int:
+    """How many scope dicts of the connection ``connection_id`` are alive (every scope copy carries the id)."""
+    gc.collect()
+    return sum(1 for item in gc.get_objects() if type(item) is dict and item.get("connection_id") == connection_id)
+
+
+async def test_an_idle_connection_keeps_one_scope_with_its_route_in_it() -> None:
+    """The router writes ``url_route`` into the connection's own scope: no copy of it stays with the consumer."""
+    users = await sync_to_async(make_users)("scope", 1)
+    communicator = await _open(await sync_to_async(session_key_for)(users[0]))
+    await asyncio.sleep(0.1)  # idle: awaiting the next frame
+    (consumer,) = [c for c in registry.connections if isinstance(c, KernelConsumer)]
+    assert consumer.scope["url_route"] == {"args": (), "kwargs": {}}
+    assert _scopes_of(consumer.scope["connection_id"]) == 1
     await communicator.disconnect()
