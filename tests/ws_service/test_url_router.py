@@ -23,6 +23,16 @@ from ws_service.metrics import HANDSHAKE_STARTED
 from ws_service.url_router import HandOverURLRouter
 
 
+def asgi_path(route: str, app: Any, kwargs: dict[str, Any] | None = None) -> Any:
+    """Django's ``path`` for an ASGI app (its type hints expect a view)."""
+    return path(route, app, kwargs)
+
+
+def asgi_re_path(route: str, app: Any) -> Any:
+    """Django's ``re_path`` for an ASGI app."""
+    return re_path(route, app)
+
+
 async def _receive() -> Message:
     return {"type": "websocket.connect"}
 
@@ -46,16 +56,16 @@ def _routes(router: type[Any], apps: dict[str, Seen]) -> Any:
     """The same routing table built with ``router`` (Channels' or ours), nested routers included."""
     rooms = router(
         [
-            path("<int:number>/", apps["room"], {"kind": "numbered"}),
-            re_path(r"^(?P<name>[a-z]+)/$", apps["named"]),
+            asgi_path("<int:number>/", apps["room"], {"kind": "numbered"}),
+            asgi_re_path(r"^(?P<name>[a-z]+)/$", apps["named"]),
         ]
     )
     return router(
         [
-            path("rooms/<slug:area>/", rooms),
-            re_path(r"^items/(\d+)/$", apps["item"]),
-            path("rooms/<slug:area>/<path:rest>", apps["fallback"]),  # tried after the nested router refuses
-            path("ws/", apps["ws"]),
+            asgi_path("rooms/<slug:area>/", rooms),
+            asgi_re_path(r"^items/(\d+)/$", apps["item"]),
+            asgi_path("rooms/<slug:area>/<path:rest>", apps["fallback"]),  # tried after the nested router refuses
+            asgi_path("ws/", apps["ws"]),
         ]
     )
 
@@ -114,7 +124,7 @@ async def test_a_path_no_route_takes_fails_in_the_task_as_with_channels(scope: S
 
 
 def test_a_nested_router_refuses_when_called_so_its_outer_router_tries_the_next_route() -> None:
-    nested = HandOverURLRouter([path("a/", Seen("a"))])
+    nested = HandOverURLRouter([asgi_path("a/", Seen("a"))])
     scope = _scope("/x/", path_remaining="b/", url_route={"args": (), "kwargs": {"area": "x"}})
     with pytest.raises(Resolver404):
         nested(scope, _receive, _send)
@@ -127,10 +137,10 @@ async def test_a_nested_channels_router_refusing_when_awaited_makes_it_try_the_n
     """Channels' router refuses only once awaited: the outer router then awaits it (and keeps its frame)."""
     fallback = Seen("fallback")
     outer = HandOverURLRouter(
-        [path("rooms/", inner([path("a/", Seen("a"))])), re_path(r"^rooms/(?P<rest>.*)$", fallback)]
+        [asgi_path("rooms/", inner([asgi_path("a/", Seen("a"))])), asgi_re_path(r"^rooms/(?P<rest>.*)$", fallback)]
     )
     assert outer.defers is (inner is URLRouter)
-    assert HandOverURLRouter([path("outer/", outer)]).defers is outer.defers  # through a nesting of ours too
+    assert HandOverURLRouter([asgi_path("outer/", outer)]).defers is outer.defers  # through a nesting of ours too
     scope = _scope("/rooms/b/")
     await outer(scope, _receive, _send)
     assert fallback.scopes == [scope]
@@ -140,7 +150,7 @@ async def test_a_nested_channels_router_refusing_when_awaited_makes_it_try_the_n
 async def test_it_updates_the_connections_own_scope_and_hands_the_connection_over() -> None:
     ws = Seen("ws")
     scope = _scope("/ws/")  # stamped: the ws stack's outermost middleware made it this connection's own
-    awaitable: Any = HandOverURLRouter([path("ws/", ws)])(scope, _receive, _send)
+    awaitable: Any = HandOverURLRouter([asgi_path("ws/", ws)])(scope, _receive, _send)
     assert awaitable.cr_code.co_qualname == "Seen.__call__"  # the app's own coroutine: no router frame
     assert not ws.scopes  # nothing of the app ran yet
     await awaitable
@@ -151,7 +161,7 @@ async def test_it_updates_the_connections_own_scope_and_hands_the_connection_ove
 async def test_a_scope_that_is_not_the_connections_own_is_copied_once() -> None:
     """A stack built without the stamping outermost middleware (or a dict used twice) routes like Channels."""
     ws = Seen("ws")
-    router = HandOverURLRouter([path("rooms/", HandOverURLRouter([path("<int:n>/", ws)]))])
+    router = HandOverURLRouter([asgi_path("rooms/", HandOverURLRouter([asgi_path("<int:n>/", ws)]))])
     scope: Scope = {"type": "websocket", "path": "/rooms/3/"}
     await router(scope, _receive, _send)
     await router(scope, _receive, _send)  # the same dict again routes the same way
