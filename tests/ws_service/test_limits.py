@@ -407,7 +407,7 @@ def test_every_websocket_route_takes_its_slot_or_refuses_the_handshake() -> None
     The limit's slot is taken in the kernel's admission round trip
     (``ws_service.admission``); an app of your own on another path must
     subclass ``KernelConsumer`` or call ``admit(..., claim=scope[SLOT_CLAIM_KEY])``
-    itself, and then be listed here.
+    itself (and ``release_claim`` when its connection ends), and then be listed here.
     """
     from ws_service.kernel import KernelConsumer
     from ws_service.routing import unknown_path, websocket_router
