@@ -78,12 +78,11 @@ def parse_frame(
     if text_data is None:
         raise ProtocolError(ErrorCode.BAD_MESSAGE, "binary frames are not supported: send JSON text frames")
     message = loads(text_data)
-    if max_depth is None or max_string_length is None:
-        depth, length = json_limits()
-        depth = depth if max_depth is None else max_depth
-        length = length if max_string_length is None else max_string_length
-    else:
-        depth, length = max_depth, max_string_length
+    depth, length = json_limits()
+    if max_depth is not None:
+        depth = max_depth
+    if max_string_length is not None:
+        length = max_string_length
     if not within_limits_by_text(text_data, max_depth=depth, max_string_length=length):
         check_json_limits(message, max_depth=depth, max_string_length=length)
     if type(message) is not dict:

@@ -33,13 +33,13 @@ class TokenBucket:
     @property
     def tokens(self) -> float:
         """The tokens available now."""
-        self._refill()
+        self.try_acquire(0.0)  # refills, takes nothing
         return self._tokens
 
     def try_acquire(self, cost: float = 1.0) -> bool:
-        """Take ``cost`` tokens if available; ``False`` (and nothing taken) otherwise.
+        """Take ``cost`` tokens if available (after the refill since the last call); ``False`` otherwise.
 
-        The refill of :meth:`_refill` inlined: this runs for every frame a client sends.
+        One method, no helper call: this runs for every frame a client sends.
         """
         now = self._clock()
         elapsed = now - self._updated
@@ -54,12 +54,6 @@ class TokenBucket:
             return True
         self._tokens = tokens
         return False
-
-    def _refill(self) -> None:
-        now = self._clock()
-        elapsed = max(0.0, now - self._updated)  # a clock going backwards never adds tokens
-        self._updated = now
-        self._tokens = min(float(self.burst), self._tokens + elapsed * self.rate)
 
 
 class WindowCounter:
